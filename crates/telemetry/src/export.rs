@@ -1,0 +1,441 @@
+//! The export pipeline: one dedicated thread with its own Tokio runtime runs every
+//! exporter, and a batch span processor that counts what it exports and drops.
+//!
+//! Exporters (tonic, reqwest) need a Tokio reactor. Running them on the application's
+//! runtime is how upstream setups hang or panic at shutdown on `current_thread` runtimes,
+//! on a single worker, or after the runtime began to stop (opentelemetry-rust #2583, #3176,
+//! #2715, #1963). Here they never touch the application's runtime: spans, logs and metrics
+//! are exported on the `telemetry-export` thread, and every wait for it is bounded.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use opentelemetry::{Context, Value};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::BatchConfig;
+use crate::metrics::ExportCounters;
+
+/// A Tokio runtime on its own thread, used only for exporting telemetry.
+#[derive(Debug)]
+pub(crate) struct ExportRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ExportRuntime {
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("telemetry-export")
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("telemetry-export".to_owned())
+            .spawn(move || {
+                // The runtime's I/O driver runs while this thread waits here, so exporters
+                // polled from SDK threads (logs, metrics) make progress too.
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(Self {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+
+    /// Stops the runtime; waits at most `timeout` for its thread.
+    pub(crate) fn stop(&mut self, timeout: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            join_within(thread, timeout);
+        }
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        self.stop(Duration::from_millis(200));
+    }
+}
+
+/// Joins a thread if it ends within `timeout`; otherwise leaves it detached.
+pub(crate) fn join_within(thread: JoinHandle<()>, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !thread.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = thread.join();
+}
+
+/// Runs `f` on a helper thread and waits at most `timeout` for it, so a stuck SDK call
+/// cannot hold up process exit.
+pub(crate) fn run_bounded<T: Send + 'static>(
+    timeout: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("telemetry-shutdown".to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    match spawned {
+        Ok(_) => rx.recv_timeout(timeout).ok(),
+        Err(_) => None,
+    }
+}
+
+/// A future that enters the export runtime's context on every poll, so an exporter can be
+/// driven from an SDK thread while its I/O is registered with the export runtime.
+pub(crate) struct OnRuntime<F> {
+    handle: tokio::runtime::Handle,
+    future: Pin<Box<F>>,
+}
+
+impl<F> OnRuntime<F> {
+    pub(crate) fn new(handle: tokio::runtime::Handle, future: F) -> Self {
+        Self {
+            handle,
+            future: Box::pin(future),
+        }
+    }
+}
+
+impl<F: Future> Future for OnRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let _guard = this.handle.enter();
+        this.future.as_mut().poll(cx)
+    }
+}
+
+/// Messages from the processor to its export task.
+#[derive(Debug)]
+enum Control {
+    Flush(crossbeam_channel::Sender<OTelSdkResult>),
+    Shutdown(crossbeam_channel::Sender<OTelSdkResult>),
+}
+
+/// Batches ended spans and exports them on the export runtime.
+///
+/// Spans the queue cannot take are dropped and counted, never blocked on; so are spans
+/// of failed exports. `telemetry_spans_ended_total` = exported + dropped + queued.
+#[derive(Debug)]
+pub(crate) struct BatchSpanProcessor {
+    spans: mpsc::Sender<SpanData>,
+    control: mpsc::UnboundedSender<Control>,
+    counters: ExportCounters,
+    value_length_limit: Option<usize>,
+    is_shutdown: AtomicBool,
+    shutdown_timeout: Duration,
+}
+
+impl BatchSpanProcessor {
+    pub(crate) fn start<E: SpanExporter + 'static>(
+        runtime: &tokio::runtime::Handle,
+        exporter: E,
+        config: BatchConfig,
+        value_length_limit: Option<usize>,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        let (spans, span_rx) = mpsc::channel(config.max_queue_size);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let counters = ExportCounters::register();
+        let worker = ExportWorker {
+            exporter,
+            spans: span_rx,
+            control: control_rx,
+            config,
+            counters: counters.clone(),
+        };
+        runtime.spawn(worker.run());
+        Self {
+            spans,
+            control,
+            counters,
+            value_length_limit,
+            is_shutdown: AtomicBool::new(false),
+            shutdown_timeout,
+        }
+    }
+
+    fn request(
+        &self,
+        make: impl FnOnce(crossbeam_channel::Sender<OTelSdkResult>) -> Control,
+        timeout: Duration,
+    ) -> OTelSdkResult {
+        let (reply, replied) = crossbeam_channel::bounded(1);
+        self.control
+            .send(make(reply))
+            .map_err(|_| OTelSdkError::AlreadyShutdown)?;
+        // A plain blocking wait with a bound: it works inside or outside any runtime, of
+        // any flavour, because the export happens on the export thread.
+        match replied.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                Err(OTelSdkError::Timeout(timeout))
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(OTelSdkError::AlreadyShutdown)
+            }
+        }
+    }
+}
+
+impl SpanProcessor for BatchSpanProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, mut span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        self.counters.ended.increment(1);
+        if self.is_shutdown.load(Ordering::Relaxed) {
+            self.counters.dropped_shutdown.increment(1);
+            return;
+        }
+        if let Some(limit) = self.value_length_limit {
+            truncate_values(&mut span, limit);
+        }
+        if self.spans.try_send(span).is_err() {
+            self.counters.dropped_queue_full.increment(1);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.request(Control::Flush, self.shutdown_timeout)
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        if self.is_shutdown.swap(true, Ordering::Relaxed) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        self.request(Control::Shutdown, timeout)
+    }
+}
+
+/// Cuts string attribute values (and strings inside arrays) to `limit` bytes at a char
+/// boundary: `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, which the Rust SDK does not implement.
+pub(crate) fn truncate_values(span: &mut SpanData, limit: usize) {
+    for kv in &mut span.attributes {
+        truncate_value(&mut kv.value, limit);
+    }
+    for event in &mut span.events.events {
+        for kv in &mut event.attributes {
+            truncate_value(&mut kv.value, limit);
+        }
+    }
+}
+
+fn truncate_value(value: &mut Value, limit: usize) {
+    match value {
+        Value::String(s) if s.as_str().len() > limit => {
+            *value = Value::String(truncate_str(s.as_str(), limit).to_owned().into());
+        }
+        Value::Array(opentelemetry::Array::String(items)) => {
+            for item in items.iter_mut() {
+                if item.as_str().len() > limit {
+                    *item = truncate_str(item.as_str(), limit).to_owned().into();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn truncate_str(s: &str, limit: usize) -> &str {
+    let mut end = limit.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+struct ExportWorker<E> {
+    exporter: E,
+    spans: mpsc::Receiver<SpanData>,
+    control: mpsc::UnboundedReceiver<Control>,
+    config: BatchConfig,
+    counters: ExportCounters,
+}
+
+impl<E: SpanExporter> ExportWorker<E> {
+    async fn run(mut self) {
+        let mut batch: Vec<SpanData> = Vec::with_capacity(self.config.max_export_batch_size);
+        let mut deadline = tokio::time::Instant::now() + self.config.schedule_delay;
+        loop {
+            tokio::select! {
+                biased;
+                control = self.control.recv() => match control {
+                    Some(Control::Flush(reply)) => {
+                        let result = self.drain(&mut batch).await;
+                        let _ = reply.send(result);
+                    }
+                    Some(Control::Shutdown(reply)) => {
+                        let result = self.drain(&mut batch).await;
+                        let _ = self.exporter.shutdown();
+                        let _ = reply.send(result);
+                        return;
+                    }
+                    None => {
+                        let _ = self.drain(&mut batch).await;
+                        return;
+                    }
+                },
+                span = self.spans.recv() => match span {
+                    Some(span) => {
+                        batch.push(span);
+                        if batch.len() >= self.config.max_export_batch_size {
+                            let _ = self.export(&mut batch).await;
+                            deadline = tokio::time::Instant::now() + self.config.schedule_delay;
+                        }
+                    }
+                    None => {
+                        let _ = self.drain(&mut batch).await;
+                        return;
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    let _ = self.export(&mut batch).await;
+                    deadline = tokio::time::Instant::now() + self.config.schedule_delay;
+                }
+            }
+        }
+    }
+
+    /// Exports everything queued so far.
+    async fn drain(&mut self, batch: &mut Vec<SpanData>) -> OTelSdkResult {
+        let mut result = Ok(());
+        loop {
+            while batch.len() < self.config.max_export_batch_size {
+                match self.spans.try_recv() {
+                    Ok(span) => batch.push(span),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return result;
+            }
+            if let Err(error) = self.export(batch).await {
+                result = Err(error);
+            }
+        }
+    }
+
+    async fn export(&mut self, batch: &mut Vec<SpanData>) -> OTelSdkResult {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let spans = std::mem::replace(batch, Vec::with_capacity(self.config.max_export_batch_size));
+        let count = spans.len() as u64;
+        let outcome =
+            tokio::time::timeout(self.config.export_timeout, self.exporter.export(spans)).await;
+        let result = match outcome {
+            Ok(Ok(())) => {
+                self.counters.exported.increment(count);
+                return Ok(());
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(OTelSdkError::Timeout(self.config.export_timeout)),
+        };
+        self.counters.failures.increment(1);
+        self.counters.dropped_export_failed.increment(count);
+        if let Err(error) = &result {
+            tracing::warn!(target: "telemetry::export", spans = count, error = %error, "span export failed");
+        }
+        result
+    }
+}
+
+/// Wraps an exporter so its futures run with the export runtime entered (logs, metrics).
+#[derive(Debug)]
+pub(crate) struct RuntimeExporter<E> {
+    pub(crate) inner: E,
+    pub(crate) handle: tokio::runtime::Handle,
+}
+
+impl<E: opentelemetry_sdk::logs::LogExporter> opentelemetry_sdk::logs::LogExporter
+    for RuntimeExporter<E>
+{
+    fn export(
+        &self,
+        batch: opentelemetry_sdk::logs::LogBatch<'_>,
+    ) -> impl Future<Output = OTelSdkResult> + Send {
+        OnRuntime::new(self.handle.clone(), self.inner.export(batch))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
+    opentelemetry_sdk::metrics::exporter::PushMetricExporter for RuntimeExporter<E>
+{
+    fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> impl Future<Output = OTelSdkResult> + Send {
+        let handle = self.handle.clone();
+        let failures =
+            metrics::counter!(crate::metrics::standard::EXPORT_FAILURES, "signal" => "metrics");
+        OnRuntime::new(handle, async move {
+            let result = self.inner.export(metrics).await;
+            if result.is_err() {
+                failures.increment(1);
+            }
+            result
+        })
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.inner.temporality()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_str("héllo", 2), "h");
+        assert_eq!(truncate_str("héllo", 3), "hé");
+        assert_eq!(truncate_str("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,208 @@
+//! The server side of HTTP telemetry: [`TelemetryLayer`], one tower layer that gives every
+//! request a server span and RED metrics.
+//!
+//! Add it with `Router::layer` so axum's [`MatchedPath`](axum::extract::MatchedPath) is
+//! known when the request reaches it; requests no route matched are labelled `unmatched`.
+//!
+//! ```no_run
+//! # async fn example(telemetry: &telemetry::Telemetry) {
+//! use axum::{Router, routing::get};
+//!
+//! let app: Router = Router::new()
+//!     .route("/frames/{id}", get(|| async { "ok" }))
+//!     .layer(telemetry.http_layer());
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod metrics;
+mod service;
+
+use http::{HeaderMap, HeaderName, Method, Request};
+
+pub use future::ResponseFuture;
+pub use layer::TelemetryLayer;
+pub use service::TelemetryService;
+
+pub(crate) use self::metrics::{HistogramCache, ServerMetrics};
+
+/// Route label used when no route matched; never the raw path.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Chooses the `http.route` of a request: a template with a bounded set of values.
+pub trait RouteLabel: Clone + Send + Sync + 'static {
+    /// A cheaply cloned route name.
+    type Route: AsRef<str> + Send + 'static;
+
+    /// The route template, e.g. `/frames/{id}`; `None` when no route matched.
+    fn route<B>(&self, request: &Request<B>) -> Option<Self::Route>;
+}
+
+/// The default [`RouteLabel`]: axum's `MatchedPath`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatchedPathRoute;
+
+impl RouteLabel for MatchedPathRoute {
+    type Route = MatchedRoute;
+
+    #[inline]
+    fn route<B>(&self, request: &Request<B>) -> Option<Self::Route> {
+        request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .cloned()
+            .map(MatchedRoute)
+    }
+}
+
+/// A matched axum route template (a cheap clone of axum's `MatchedPath`).
+#[derive(Debug, Clone)]
+pub struct MatchedRoute(axum::extract::MatchedPath);
+
+impl AsRef<str> for MatchedRoute {
+    fn as_ref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// Put into a response's extensions by a handler's error type so the layer records the
+/// error on the server span (`exception` event, `error.type`, status ERROR).
+///
+/// ```
+/// let mut response = axum::response::IntoResponse::into_response("boom");
+/// response.extensions_mut().insert(telemetry::http::ResponseError::new("database", "connection refused"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ResponseError {
+    /// Bounded error type, e.g. `database`, `timeout`; becomes `error.type`.
+    pub error_type: &'static str,
+    /// Human-readable message; becomes `exception.message` on the span only.
+    pub message: String,
+}
+
+impl ResponseError {
+    /// Describes a handler error.
+    pub fn new(error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            error_type,
+            message: message.into(),
+        }
+    }
+}
+
+/// Semantic-convention method names; anything else is `_OTHER`.
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
+
+/// Index into [`METHODS`].
+#[inline]
+pub(crate) fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::PATCH => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+/// Reads propagation headers from an `http::HeaderMap`.
+pub(crate) struct HeaderExtractor<'a>(pub(crate) &'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then_some(values)
+    }
+}
+
+/// Writes propagation headers into an `http::HeaderMap`.
+pub(crate) struct HeaderInjector<'a>(pub(crate) &'a mut HeaderMap);
+
+impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Formats a W3C `traceparent` for a span context.
+pub(crate) fn traceparent(span_context: &opentelemetry::trace::SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span_context.trace_id(),
+        span_context.span_id(),
+        span_context.trace_flags().to_u8()
+    )
+}
+
+/// Paths the layer neither traces nor measures: exact, or a prefix when ending in `*`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExcludedPaths {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl ExcludedPaths {
+    pub(crate) fn new(paths: &[String]) -> Self {
+        let mut excluded = Self::default();
+        for path in paths {
+            match path.strip_suffix('*') {
+                Some(prefix) => excluded.prefixes.push(prefix.to_owned()),
+                None => excluded.exact.push(path.clone()),
+            }
+        }
+        excluded
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.exact.iter().any(|p| p == path)
+            || self.prefixes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_are_other() {
+        let custom = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(METHODS[method_index(&custom)], "_OTHER");
+        assert_eq!(METHODS[method_index(&Method::PATCH)], "PATCH");
+    }
+
+    #[test]
+    fn excluded_paths_match_exactly_or_by_prefix() {
+        let excluded = ExcludedPaths::new(&["/health".to_owned(), "/internal/*".to_owned()]);
+        assert!(excluded.contains("/health"));
+        assert!(!excluded.contains("/healthz"));
+        assert!(excluded.contains("/internal/debug"));
+        assert!(!excluded.contains("/frames"));
+    }
+}
