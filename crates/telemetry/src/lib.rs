@@ -101,8 +101,13 @@ pub enum InitError {
 #[derive(Debug, thiserror::Error)]
 pub enum ShutdownError {
     /// Flushing did not finish within the bound.
-    #[error("telemetry shutdown exceeded {0:?}; unexported data was dropped")]
-    Timeout(Duration),
+    #[error("telemetry shutdown of {signal} exceeded {bound:?}; unexported data was dropped")]
+    Timeout {
+        /// The signal whose flush was cut short.
+        signal: &'static str,
+        /// The bound (`OTEL_RUST_SHUTDOWN_TIMEOUT`).
+        bound: Duration,
+    },
     /// A provider reported an error while flushing.
     #[error("telemetry shutdown failed: {0}")]
     Failed(String),
@@ -399,7 +404,12 @@ impl Telemetry {
                 Ok(Err(error)) => {
                     result = Err(ShutdownError::Failed(format!("{signal}: {error}")));
                 }
-                Err(_) => result = Err(ShutdownError::Timeout(timeout)),
+                Err(_) => {
+                    result = Err(ShutdownError::Timeout {
+                        signal,
+                        bound: timeout,
+                    })
+                }
             }
         }
         drop(providers.sampler.take());

@@ -58,7 +58,7 @@ pub(crate) fn provider(
     let mut builder = SdkTracerProvider::builder()
         .with_sampler(sampler(config.sampler))
         .with_span_limits(limits)
-        .with_resource(resource);
+        .with_resource(resource.clone());
     for exporter in &config.traces_exporters {
         match exporter {
             TracesExporter::Otlp => {
@@ -67,10 +67,12 @@ pub(crate) fn provider(
                         "the OTLP span exporter needs the export runtime".to_owned(),
                     )
                 })?;
-                let otlp = {
+                let mut otlp = {
                     let _entered = runtime.enter();
                     span_exporter(&config.otlp_traces)?
                 };
+                // The SDK hands the resource to span processors; ours owns the exporter.
+                opentelemetry_sdk::trace::SpanExporter::set_resource(&mut otlp, &resource);
                 builder = builder.with_span_processor(BatchSpanProcessor::start(
                     runtime,
                     otlp,

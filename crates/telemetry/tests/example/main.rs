@@ -1,0 +1,9 @@
+//! Integration tests: the example service as a real process, exporting to a real OTLP
+//! receiver built from `opentelemetry-proto`.
+
+mod helpers;
+mod metrics;
+mod shutdown;
+mod startup;
+mod traces;
+mod variables;
