@@ -32,6 +32,7 @@ mod export;
 pub mod http;
 pub mod logs;
 pub mod metrics;
+mod otlp;
 pub mod resource;
 pub mod traces;
 

@@ -12,10 +12,10 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SimpleSpanProcessor, 
 
 use crate::InitError;
 use crate::config::{
-    Compression, OtlpConfig, PropagatorsConfig, Protocol, SamplerConfig, TelemetryConfig,
-    TracesExporter,
+    Compression, OtlpConfig, PropagatorsConfig, SamplerConfig, TelemetryConfig, TracesExporter,
 };
 use crate::export::BatchSpanProcessor;
+use crate::otlp::OtlpSpanExporter;
 
 /// Builds the SDK sampler for a sampler setting.
 pub fn sampler(config: SamplerConfig) -> Sampler {
@@ -91,13 +91,8 @@ pub(crate) fn provider(
     Ok(builder.build())
 }
 
-fn span_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let built = match config.protocol {
-        Protocol::Grpc => tonic_settings(builder.with_tonic(), config).build(),
-        Protocol::HttpProtobuf => http_settings(builder.with_http(), config).build(),
-    };
-    built.map_err(|e| InitError::Exporter(e.to_string()))
+fn span_exporter(config: &OtlpConfig) -> Result<OtlpSpanExporter, InitError> {
+    OtlpSpanExporter::new(config).map_err(InitError::Exporter)
 }
 
 /// Applies endpoint, timeout, headers and compression to a gRPC exporter builder.
