@@ -1,7 +1,8 @@
 //! [`TelemetryLayer`]: the `tower::Layer` half.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use http::{HeaderName, Request};
 use opentelemetry::propagation::TextMapCompositePropagator;
@@ -36,6 +37,54 @@ pub(crate) struct LayerState {
     pub(crate) excluded: ExcludedPaths,
     pub(crate) capture_headers: Vec<(HeaderName, Key)>,
     pub(crate) metrics: ServerMetrics,
+    names: SpanNames,
+}
+
+/// Span names and route strings per (method, route), made once and kept for the life of
+/// the process, so a request allocates neither. Routes are templates, so the set is
+/// small; past [`SpanNames::LIMIT`] entries (a route strategy that returns raw paths)
+/// names are built per request instead of kept.
+#[derive(Debug, Default)]
+struct SpanNames {
+    map: RwLock<HashMap<Box<str>, RouteNames>>,
+}
+
+/// The kept route string and the span name per method index.
+#[derive(Debug)]
+struct RouteNames {
+    route: &'static str,
+    names: [Option<&'static str>; METHODS.len()],
+}
+
+impl SpanNames {
+    const LIMIT: usize = 4_096;
+
+    fn get(
+        &self,
+        method: usize,
+        verb: &'static str,
+        route: &str,
+    ) -> (Cow<'static, str>, Cow<'static, str>) {
+        if let Ok(map) = self.map.read()
+            && let Some(entry) = map.get(route)
+            && let Some(name) = entry.names[method]
+        {
+            return (Cow::Borrowed(name), Cow::Borrowed(entry.route));
+        }
+        let name = format!("{verb} {route}");
+        if let Ok(mut map) = self.map.write()
+            && map.len() < Self::LIMIT
+        {
+            let entry = map.entry(Box::from(route)).or_insert_with(|| RouteNames {
+                route: Box::leak(Box::from(route)),
+                names: [None; METHODS.len()],
+            });
+            let name: &'static str = Box::leak(name.into_boxed_str());
+            entry.names[method] = Some(name);
+            return (Cow::Borrowed(name), Cow::Borrowed(entry.route));
+        }
+        (Cow::Owned(name), Cow::Owned(route.to_owned()))
+    }
 }
 
 impl TelemetryLayer {
@@ -60,6 +109,7 @@ impl TelemetryLayer {
                     })
                     .collect(),
                 metrics: ServerMetrics::new(),
+                names: SpanNames::default(),
             }),
             route: MatchedPathRoute,
         }
@@ -105,9 +155,12 @@ impl LayerState {
         } else {
             method_name
         };
-        let name: Cow<'static, str> = match route {
-            Some(route) => Cow::Owned(format!("{verb} {route}")),
-            None => Cow::Borrowed(verb),
+        let (name, route_value) = match route {
+            Some(route) => {
+                let (name, route) = self.names.get(method, verb, route);
+                (name, Some(route))
+            }
+            None => (Cow::Borrowed(verb), None),
         };
 
         let mut attributes = Vec::with_capacity(10 + self.capture_headers.len());
@@ -127,8 +180,8 @@ impl LayerState {
                 _ => "http",
             },
         ));
-        if let Some(route) = route {
-            attributes.push(KeyValue::new("http.route", route.to_owned()));
+        if let Some(route) = route_value {
+            attributes.push(KeyValue::new("http.route", route));
         }
         attributes.push(KeyValue::new(
             "network.protocol.version",
