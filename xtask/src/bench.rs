@@ -1,6 +1,1461 @@
-//! `cargo xtask bench <name> [args]`: runs a named benchmark (not implemented yet).
+//! `cargo xtask bench <name> [args]`: named benchmarks. One so far:
+//!
+//! `cargo xtask bench middleware [--requests N] [--rate R] [--work-requests N]
+//! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--no-pin]` measures the
+//! per-request cost of instrumentation, side by side in one run: the same axum handler (crate
+//! `bench`, binary `bench-server`) under (a) no middleware, (b) the upstream stack a Rust
+//! user assembles today (tower-http `TraceLayer` at INFO + tracing-opentelemetry + OTLP
+//! batch export + axum-prometheus) and (c) Pathlight's `telemetry` layer (100 % sampling,
+//! OTLP to a local receiver, Prometheus metrics), in three scenarios:
+//! - no handler work at a fixed offered rate (`--rate`, default 20 000 req/s), below what
+//!   every mode sustains, so every mode exports every span and CPU per request compares
+//!   equal work;
+//! - no handler work at maximum load (closed loop), for throughput; here an exporter that
+//!   cannot keep up drops spans, which lowers its CPU per request, so the drops are
+//!   reported next to the numbers;
+//! - ~1 ms of CPU work per request at maximum load.
+//!
+//! How it measures, per server run:
+//! - a fresh `otlp-sink` receiver and a fresh `bench-server` (release builds); both (b)
+//!   and (c) export OTLP over gRPC to the sink, configured by the same `OTEL_*` variables;
+//! - load comes from `bench-load`, a separate process on loopback (keep-alive HTTP/1.1,
+//!   every response checked for status 200);
+//! - after a warm-up, the server's CPU time is read from `/proc/<pid>/task/*/schedstat`
+//!   (nanoseconds on CPU, summed over threads) before and after the measured requests, so
+//!   it includes the exporter's and metrics' background threads; `/proc/<pid>/stat`
+//!   (utime + stime, whole process, clock ticks) is recorded as a cross-check;
+//! - `VmRSS` is read after the measured requests; then the server gets SIGTERM and must
+//!   exit 0 (it flushes its telemetry first) within a few seconds, and the sink reports
+//!   how many spans arrived.
+//!
+//! Modes are interleaved within each round (a, b, c, a, b, c) and the report uses medians
+//! over rounds. With `taskset` and two or more CPUs, the server runs pinned to the last
+//! CPU and the load generator and receiver to CPU 0, so the server's measured CPU time is
+//! not inflated by competing with its own load. Results are printed and written to
+//! `target/bench/middleware.json`; server stderr goes to `target/bench/logs/`. The binaries
+//! run from copies in `target/bench/bin/`, so a concurrent build cannot swap them mid-run.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+
+use crate::project_root;
+
+const USAGE: &str = "\
+usage: cargo xtask bench middleware [options]
+
+Options:
+  --requests N       measured requests per run with no handler work (default 100000)
+  --rate R           offered rate of the fixed-rate scenario, req/s (default 20000)
+  --work-requests N  measured requests per run with ~1 ms of handler work (default 5000)
+  --warmup N         warm-up requests per run with no handler work (default 5000)
+  --work-warmup N    warm-up requests per run with ~1 ms of handler work (default 500)
+  --rounds R         rounds; each runs every mode once, the report takes medians (default 3)
+  --connections C    concurrent keep-alive connections of the load generator (default 32)
+  --no-pin           do not pin the server and the load generator to separate CPUs";
+
+/// How long a server may take to flush and exit after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The targets from the issue, printed next to the measurements.
+const TARGET_CPU_RATIO: f64 = 1.3;
+const TARGET_WORK_OVERHEAD_PERCENT: f64 = 0.3;
+const TARGET_RSS_DELTA_MB: f64 = 5.0;
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let _ = args;
-    anyhow::bail!("`cargo xtask bench` is not implemented yet")
+    match args.split_first() {
+        Some((name, rest)) if name == "middleware" => middleware(rest),
+        Some((name, _)) if name == "-h" || name == "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some((name, _)) => bail!("unknown benchmark `{name}`; available: middleware\n{USAGE}"),
+        None => bail!("name a benchmark\n{USAGE}"),
+    }
+}
+
+/// The command line of `bench middleware`.
+#[derive(Debug, Clone)]
+struct Options {
+    requests: u64,
+    work_requests: u64,
+    warmup: u64,
+    work_warmup: u64,
+    rate: u64,
+    rounds: usize,
+    connections: u64,
+    pin: bool,
+}
+
+/// The instrumentation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No middleware.
+    A,
+    /// The upstream stack.
+    B,
+    /// Pathlight's `telemetry`.
+    C,
+}
+
+/// What the handler does besides answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    None,
+    OneMs,
+}
+
+/// How the load generator offers load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// This many requests per second over all connections.
+    Rate(u64),
+    /// Back to back on every connection (closed loop).
+    Max,
+}
+
+/// One row group of the report: what the handler does and how load is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Scenario {
+    work: Work,
+    pace: Pace,
+}
+
+/// Paths of the release binaries.
+#[derive(Debug)]
+struct Binaries {
+    server: PathBuf,
+    load: PathBuf,
+    sink: PathBuf,
+}
+
+/// Which CPU each process is pinned to, if any.
+#[derive(Debug, Clone)]
+struct Pinning {
+    server: Option<String>,
+    load: Option<String>,
+}
+
+/// One server run's measurements.
+#[derive(Debug, Clone)]
+struct Sample {
+    round: usize,
+    mode: Mode,
+    scenario: Scenario,
+    requests: u64,
+    errors: u64,
+    load_seconds: f64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// Nanoseconds on CPU of the server's threads during the measured requests.
+    cpu_ns: u64,
+    /// The same from `/proc/<pid>/stat` (tick resolution, includes exited threads).
+    stat_cpu_ns: u64,
+    rss_kb: u64,
+    threads: usize,
+    /// Spans the receiver counted over the whole run, and the requests that should each
+    /// have made one (warm-up included).
+    spans: u64,
+    expected_spans: u64,
+    /// Bytes of the `/metrics` page after the run (modes b and c).
+    metrics_bytes: Option<usize>,
+    exit: ExitReport,
+    stderr_bytes: u64,
+}
+
+impl Sample {
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_ns as f64 / 1_000.0 / self.requests as f64
+    }
+
+    fn stat_cpu_us_per_request(&self) -> f64 {
+        self.stat_cpu_ns as f64 / 1_000.0 / self.requests as f64
+    }
+
+    fn rss_mb(&self) -> f64 {
+        self.rss_kb as f64 / 1024.0
+    }
+}
+
+/// How a server ended after SIGTERM.
+#[derive(Debug, Clone)]
+struct ExitReport {
+    /// `None` when it was killed (did not exit in time, or died of a signal).
+    code: Option<i32>,
+    seconds: f64,
+    timed_out: bool,
+}
+
+/// Medians over rounds for one (mode, work).
+#[derive(Debug, Clone)]
+struct Summary {
+    mode: Mode,
+    scenario: Scenario,
+    cpu_us: f64,
+    cpu_us_min: f64,
+    cpu_us_max: f64,
+    stat_cpu_us: f64,
+    rps: f64,
+    rss_mb: f64,
+    p99_us: f64,
+    spans: u64,
+    expected_spans: u64,
+    errors: u64,
+}
+
+/// The output of one `bench-load` run.
+#[derive(Debug)]
+struct LoadResult {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// CPU time of a process, two ways.
+#[derive(Debug, Clone, Copy)]
+struct CpuTime {
+    sched_ns: u64,
+    stat_ns: u64,
+    threads: usize,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::A, Mode::B, Mode::C];
+
+    fn flag(self) -> &'static str {
+        match self {
+            Mode::A => "a",
+            Mode::B => "b",
+            Mode::C => "c",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::A => "no middleware",
+            Mode::B => "TraceLayer(INFO) + tracing-opentelemetry + OTLP batch + axum-prometheus",
+            Mode::C => "Pathlight telemetry (100 % sampled, OTLP, Prometheus)",
+        }
+    }
+
+    fn exports_spans(self) -> bool {
+        self != Mode::A
+    }
+}
+
+impl Work {
+    fn flag(self) -> &'static str {
+        match self {
+            Work::None => "none",
+            Work::OneMs => "1ms",
+        }
+    }
+}
+
+impl Scenario {
+    /// The scenarios of a run, in the order they are run within each round.
+    fn all(options: &Options) -> [Scenario; 3] {
+        [
+            Scenario {
+                work: Work::None,
+                pace: Pace::Rate(options.rate),
+            },
+            Scenario {
+                work: Work::None,
+                pace: Pace::Max,
+            },
+            Scenario {
+                work: Work::OneMs,
+                pace: Pace::Max,
+            },
+        ]
+    }
+
+    /// E.g. `none@20000/s`, `1ms@max`.
+    fn label(self) -> String {
+        match self.pace {
+            Pace::Rate(rate) => format!("{}@{rate}/s", self.work.flag()),
+            Pace::Max => format!("{}@max", self.work.flag()),
+        }
+    }
+}
+
+fn middleware(args: &[String]) -> anyhow::Result<()> {
+    let options = parse_options(args)?;
+    let started = Instant::now();
+    let root = project_root();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let out_dir = target.join("bench");
+    let log_dir = out_dir.join("logs");
+    fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
+
+    build(&root)?;
+    // Copies, so a build started by someone else during the run cannot swap the binaries
+    // between rounds.
+    let release = target.join("release");
+    let bin_dir = out_dir.join("bin");
+    fs::create_dir_all(&bin_dir).with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    let copy = |name: &str| -> anyhow::Result<PathBuf> {
+        let copied = bin_dir.join(name);
+        fs::copy(release.join(name), &copied)
+            .with_context(|| format!("cannot copy {name} to {}", bin_dir.display()))?;
+        Ok(copied)
+    };
+    let binaries = Binaries {
+        server: copy("bench-server")?,
+        load: copy("bench-load")?,
+        sink: copy("otlp-sink")?,
+    };
+    let pinning = pinning(options.pin);
+    let clock_ticks = clock_ticks_per_second();
+    let load_before = loadavg();
+
+    let iterations = calibrate(&binaries, &pinning)?;
+    println!(
+        "bench middleware: {} round(s); {} requests (+{} warm-up) with no work at {} req/s and at max load, \
+         {} (+{}) with ~1 ms of work ({iterations} iterations) at max load; {} connections; {}",
+        options.rounds,
+        options.requests,
+        options.warmup,
+        options.rate,
+        options.work_requests,
+        options.work_warmup,
+        options.connections,
+        match (&pinning.server, &pinning.load) {
+            (Some(server), Some(load)) =>
+                format!("server pinned to CPU {server}, load generator and receiver to CPU {load}"),
+            _ => "not pinned".to_owned(),
+        }
+    );
+    println!("load average before: {load_before}");
+
+    let mut samples = Vec::new();
+    for round in 1..=options.rounds {
+        for scenario in Scenario::all(&options) {
+            for mode in Mode::ALL {
+                let sample = run_one(
+                    &binaries,
+                    &pinning,
+                    &options,
+                    &log_dir,
+                    round,
+                    mode,
+                    scenario,
+                    iterations,
+                    clock_ticks,
+                )
+                .with_context(|| {
+                    format!("round {round}, mode {}, {}", mode.flag(), scenario.label())
+                })?;
+                println!(
+                    "  round {round} {:<12} {} {:>8.2} µs/req (stat {:>7.2}) {:>9.0} req/s  RSS {:>6.1} MB  \
+                     {} threads  errors {}  spans {}/{}  exit {} in {:.2} s",
+                    scenario.label(),
+                    mode.flag(),
+                    sample.cpu_us_per_request(),
+                    sample.stat_cpu_us_per_request(),
+                    sample.rps,
+                    sample.rss_mb(),
+                    sample.threads,
+                    sample.errors,
+                    sample.spans,
+                    sample.expected_spans,
+                    sample
+                        .exit
+                        .code
+                        .map_or_else(|| "killed".to_owned(), |code| code.to_string()),
+                    sample.exit.seconds,
+                );
+                samples.push(sample);
+            }
+        }
+    }
+
+    let load_after = loadavg();
+    let summaries: Vec<Summary> = Scenario::all(&options)
+        .into_iter()
+        .flat_map(|scenario| Mode::ALL.map(|mode| summarise(&samples, mode, scenario)))
+        .collect();
+    let elapsed = started.elapsed();
+    let report = Report {
+        options: &options,
+        pinning: &pinning,
+        iterations,
+        samples: &samples,
+        summaries: &summaries,
+        load_before,
+        load_after,
+        elapsed,
+    };
+    print!("{}", report.table());
+    let json_path = out_dir.join("middleware.json");
+    fs::write(&json_path, report.json())
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    println!("results written to {}", json_path.display());
+    Ok(())
+}
+
+fn parse_options(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        requests: 100_000,
+        work_requests: 5_000,
+        warmup: 5_000,
+        work_warmup: 500,
+        rate: 20_000,
+        rounds: 3,
+        connections: 32,
+        pin: true,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        if flag == "--no-pin" {
+            options.pin = false;
+            continue;
+        }
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number: u64 = value
+            .replace('_', "")
+            .parse()
+            .with_context(|| format!("{flag} {value:?} is not a number"))?;
+        match flag.as_str() {
+            "--requests" => options.requests = number,
+            "--work-requests" => options.work_requests = number,
+            "--warmup" => options.warmup = number,
+            "--work-warmup" => options.work_warmup = number,
+            "--rate" => options.rate = number,
+            "--rounds" => options.rounds = usize::try_from(number)?,
+            "--connections" => options.connections = number,
+            _ => bail!("unknown option {flag:?}\n{USAGE}"),
+        }
+    }
+    ensure!(options.rounds > 0, "--rounds must be at least 1");
+    ensure!(
+        options.requests > 0 && options.work_requests > 0,
+        "--requests and --work-requests must be at least 1"
+    );
+    ensure!(options.connections > 0, "--connections must be at least 1");
+    ensure!(options.rate > 0, "--rate must be at least 1");
+    Ok(options)
+}
+
+fn build(root: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let args = [
+        "build",
+        "--release",
+        "-p",
+        "bench",
+        "-p",
+        "otlp-sink",
+        "--bins",
+    ];
+    println!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .context("cannot run cargo build")?;
+    ensure!(status.success(), "cargo build failed ({status})");
+    Ok(())
+}
+
+/// Pins the server to the last CPU and everything else to CPU 0 when `taskset` works and
+/// there are at least two CPUs.
+fn pinning(wanted: bool) -> Pinning {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let taskset_works = Command::new("taskset")
+        .args(["-c", "0", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if wanted && cpus >= 2 && taskset_works {
+        Pinning {
+            server: Some((cpus - 1).to_string()),
+            load: Some("0".to_owned()),
+        }
+    } else {
+        if wanted {
+            println!("note: not pinning (CPUs: {cpus}, taskset usable: {taskset_works})");
+        }
+        Pinning {
+            server: None,
+            load: None,
+        }
+    }
+}
+
+/// A command for `program`, run under `taskset -c cpu` when pinned.
+fn command(program: &Path, cpu: Option<&String>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpu).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// Asks the server binary, on the server's CPU, how many work iterations take ~1 ms; every
+/// server then gets the same count.
+fn calibrate(binaries: &Binaries, pinning: &Pinning) -> anyhow::Result<u64> {
+    let output = command(&binaries.server, pinning.server.as_ref())
+        .arg("--calibrate")
+        .output()
+        .context("cannot run bench-server --calibrate")?;
+    ensure!(output.status.success(), "bench-server --calibrate failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let iterations = json_number(&stdout, "iterations")
+        .context("bench-server --calibrate printed no iterations")?;
+    Ok(iterations as u64)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    binaries: &Binaries,
+    pinning: &Pinning,
+    options: &Options,
+    log_dir: &Path,
+    round: usize,
+    mode: Mode,
+    scenario: Scenario,
+    iterations: u64,
+    clock_ticks: u64,
+) -> anyhow::Result<Sample> {
+    let (requests, warmup) = match scenario.work {
+        Work::None => (options.requests, options.warmup),
+        Work::OneMs => (options.work_requests, options.work_warmup),
+    };
+    let mut sink = Sink::start(&binaries.sink, pinning.load.as_ref())?;
+    let stderr_path = log_dir.join(format!(
+        "round{round}-{}-{}.stderr",
+        scenario.label().replace('/', ""),
+        mode.flag()
+    ));
+    let mut server = Server::start(
+        &binaries.server,
+        pinning.server.as_ref(),
+        mode,
+        scenario.work,
+        iterations,
+        &sink.grpc_endpoint,
+        &stderr_path,
+    )?;
+    let url = format!("http://127.0.0.1:{}/items/", server.port);
+
+    if warmup > 0 {
+        // At the scenario's pace: a warm-up at max load would fill the exporters' queues
+        // and drop spans that the fixed-rate scenario is meant to export.
+        let warm = load(
+            binaries,
+            pinning,
+            &url,
+            warmup,
+            options.connections,
+            scenario.pace,
+        )?;
+        ensure!(
+            warm.errors == 0,
+            "{} errors during the warm-up",
+            warm.errors
+        );
+    }
+    let before = cpu_time(server.pid, clock_ticks)?;
+    let measured = load(
+        binaries,
+        pinning,
+        &url,
+        requests,
+        options.connections,
+        scenario.pace,
+    )?;
+    let after = cpu_time(server.pid, clock_ticks)?;
+    let rss_kb = rss_kb(server.pid)?;
+    // After the measurement, so the scrape is not counted: proves the metrics endpoint
+    // of the instrumented modes works.
+    let metrics_bytes = if mode == Mode::A {
+        None
+    } else {
+        Some(scrape_metrics(server.port).context("cannot scrape /metrics")?)
+    };
+
+    let exit = server.stop()?;
+    let stderr_bytes = fs::metadata(&stderr_path).map_or(0, |meta| meta.len());
+    let spans = sink.stop()?;
+    Ok(Sample {
+        round,
+        mode,
+        scenario,
+        requests: measured.requests,
+        errors: measured.errors,
+        load_seconds: measured.seconds,
+        rps: measured.rps,
+        p50_us: measured.p50_us,
+        p99_us: measured.p99_us,
+        cpu_ns: after.sched_ns.saturating_sub(before.sched_ns),
+        stat_cpu_ns: after.stat_ns.saturating_sub(before.stat_ns),
+        rss_kb,
+        threads: after.threads,
+        spans,
+        expected_spans: if mode.exports_spans() {
+            warmup + requests
+        } else {
+            0
+        },
+        metrics_bytes,
+        exit,
+        stderr_bytes,
+    })
+}
+
+/// Runs `bench-load` to completion and parses its result line.
+fn load(
+    binaries: &Binaries,
+    pinning: &Pinning,
+    url: &str,
+    requests: u64,
+    connections: u64,
+    pace: Pace,
+) -> anyhow::Result<LoadResult> {
+    let mut command = command(&binaries.load, pinning.load.as_ref());
+    command.args([
+        "--url",
+        url,
+        "--requests",
+        &requests.to_string(),
+        "--connections",
+        &connections.to_string(),
+    ]);
+    if let Pace::Rate(rate) = pace {
+        command.args(["--rate", &rate.to_string()]);
+    }
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run bench-load")?;
+    ensure!(
+        output.status.success(),
+        "bench-load failed ({})",
+        output.status
+    );
+    let line = String::from_utf8_lossy(&output.stdout);
+    let field = |key: &str| {
+        json_number(&line, key).with_context(|| format!("bench-load printed no {key}: {line}"))
+    };
+    Ok(LoadResult {
+        requests: field("requests")? as u64,
+        errors: field("errors")? as u64,
+        seconds: field("seconds")?,
+        rps: field("rps")?,
+        p50_us: field("p50_us")?,
+        p99_us: field("p99_us")?,
+    })
+}
+
+/// A running `otlp-sink`.
+#[derive(Debug)]
+struct Sink {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    grpc_endpoint: String,
+}
+
+impl Sink {
+    fn start(binary: &Path, cpu: Option<&String>) -> anyhow::Result<Self> {
+        let mut child = command(binary, cpu)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("cannot start otlp-sink")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("otlp-sink has no stdout")?);
+        let mut line = String::new();
+        stdout
+            .read_line(&mut line)
+            .context("cannot read otlp-sink's address line")?;
+        let Some(grpc_endpoint) = json_string(&line, "grpc") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("otlp-sink printed no gRPC endpoint: {line:?}");
+        };
+        Ok(Self {
+            child,
+            stdout,
+            grpc_endpoint,
+        })
+    }
+
+    /// Stops the sink and returns the spans it received.
+    fn stop(&mut self) -> anyhow::Result<u64> {
+        terminate(self.child.id())?;
+        let mut spans = None;
+        let mut line = String::new();
+        while spans.is_none() {
+            line.clear();
+            if self
+                .stdout
+                .read_line(&mut line)
+                .context("cannot read otlp-sink's counts")?
+                == 0
+            {
+                break;
+            }
+            spans = json_number(&line, "spans");
+        }
+        let status = self.child.wait().context("cannot wait for otlp-sink")?;
+        ensure!(status.success(), "otlp-sink exited with {status}");
+        let spans = spans.context("otlp-sink printed no span count")?;
+        Ok(spans as u64)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A running `bench-server`.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    pid: u32,
+    port: u16,
+    /// Drains stdout (mode c logs JSON there, as a service would) so the server never
+    /// blocks on a full pipe.
+    drain: Option<JoinHandle<u64>>,
+}
+
+impl Server {
+    fn start(
+        binary: &Path,
+        cpu: Option<&String>,
+        mode: Mode,
+        work: Work,
+        iterations: u64,
+        otlp_endpoint: &str,
+        stderr_path: &Path,
+    ) -> anyhow::Result<Self> {
+        let stderr = fs::File::create(stderr_path)
+            .with_context(|| format!("cannot create {}", stderr_path.display()))?;
+        let mut command = command(binary, cpu);
+        command.args([
+            "--mode",
+            mode.flag(),
+            "--work",
+            work.flag(),
+            "--work-iterations",
+            &iterations.to_string(),
+            "--port",
+            "0",
+        ]);
+        // Every mode gets the same environment; (a) ignores it, (b) reads the endpoint,
+        // (c) reads all of it. Inherited OTEL_* variables would skew the comparison.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_TRACES_SAMPLER", "always_on")
+            .env("OTEL_METRICS_EXPORTER", "prometheus")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        let mut child = command.spawn().context("cannot start bench-server")?;
+        let stdout = child.stdout.take().context("bench-server has no stdout")?;
+
+        let (port_tx, port_rx) = mpsc::channel();
+        let drain = std::thread::spawn(move || {
+            let mut lines = 0;
+            let mut port_tx = Some(port_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                lines += 1;
+                if line.starts_with("{\"port\"")
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(line);
+                }
+            }
+            lines
+        });
+        let mut server = Self {
+            child,
+            pid: 0,
+            port: 0,
+            drain: Some(drain),
+        };
+        let line = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .with_context(|| {
+                format!(
+                    "bench-server printed no port line; see {}",
+                    stderr_path.display()
+                )
+            })?;
+        server.port = json_number(&line, "port").context("no port in the port line")? as u16;
+        server.pid = json_number(&line, "pid").context("no pid in the port line")? as u32;
+        ensure!(
+            server.pid == server.child.id(),
+            "the server reports pid {} but was started as {}",
+            server.pid,
+            server.child.id()
+        );
+        Ok(server)
+    }
+
+    /// Sends SIGTERM and waits up to [`EXIT_TIMEOUT`]; kills the server after that.
+    fn stop(&mut self) -> anyhow::Result<ExitReport> {
+        let start = Instant::now();
+        terminate(self.pid)?;
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if start.elapsed() > EXIT_TIMEOUT {
+                timed_out = true;
+                self.child.kill()?;
+                break self.child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+        Ok(ExitReport {
+            code: status.code(),
+            seconds,
+            timed_out,
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM to a process this task started.
+fn terminate(pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .context("cannot run kill")?;
+    ensure!(status.success(), "kill -TERM {pid} failed");
+    Ok(())
+}
+
+/// The CPU time of every thread of `pid`: the sum of `/proc/<pid>/task/*/schedstat`'s
+/// first field (ns), and `/proc/<pid>/stat`'s utime + stime (ticks, converted).
+fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
+    let mut sched_ns = 0;
+    let mut threads = 0;
+    let tasks = format!("/proc/{pid}/task");
+    for entry in fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
+        let path = entry?.path().join("schedstat");
+        // A thread may end between listing and reading; its time is then lost here (the
+        // stat cross-check keeps it).
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let on_cpu: u64 = text
+            .split_whitespace()
+            .next()
+            .and_then(|field| field.parse().ok())
+            .with_context(|| format!("unexpected {}: {text:?}", path.display()))?;
+        sched_ns += on_cpu;
+        threads += 1;
+    }
+    let stat_path = format!("/proc/{pid}/stat");
+    let stat =
+        fs::read_to_string(&stat_path).with_context(|| format!("cannot read {stat_path}"))?;
+    // Fields after the command name (which may contain spaces) start at field 3 (state);
+    // utime and stime are fields 14 and 15.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc/<pid>/stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("short /proc/<pid>/stat")?
+        .iter()
+        .map(|field| field.parse::<u64>())
+        .sum::<Result<u64, _>>()
+        .context("unexpected utime/stime")?;
+    Ok(CpuTime {
+        sched_ns,
+        stat_ns: ticks * 1_000_000_000 / clock_ticks,
+        threads,
+    })
+}
+
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+        .filter(|&ticks| ticks > 0)
+        .unwrap_or(100)
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned())
+}
+
+/// GETs `/metrics` and returns the body's size; fails unless the status is 200.
+fn scrape_metrics(port: u16) -> anyhow::Result<usize> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("malformed response")?;
+    let status_line = head.lines().next().unwrap_or_default();
+    ensure!(
+        status_line.contains(" 200 "),
+        "GET /metrics answered {status_line:?}"
+    );
+    Ok(body.len())
+}
+
+fn summarise(samples: &[Sample], mode: Mode, scenario: Scenario) -> Summary {
+    let runs: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.mode == mode && s.scenario == scenario)
+        .collect();
+    let values = |f: &dyn Fn(&Sample) -> f64| -> Vec<f64> { runs.iter().map(|s| f(s)).collect() };
+    let cpu = values(&Sample::cpu_us_per_request);
+    Summary {
+        mode,
+        scenario,
+        cpu_us: median(&cpu),
+        cpu_us_min: cpu.iter().copied().fold(f64::INFINITY, f64::min),
+        cpu_us_max: cpu.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        stat_cpu_us: median(&values(&Sample::stat_cpu_us_per_request)),
+        rps: median(&values(&|s| s.rps)),
+        rss_mb: median(&values(&Sample::rss_mb)),
+        p99_us: median(&values(&|s| s.p99_us)),
+        spans: runs.iter().map(|s| s.spans).sum(),
+        expected_spans: runs.iter().map(|s| s.expected_spans).sum(),
+        errors: runs.iter().map(|s| s.errors).sum(),
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Everything the printed table and the JSON file are made from.
+#[derive(Debug)]
+struct Report<'a> {
+    options: &'a Options,
+    pinning: &'a Pinning,
+    iterations: u64,
+    samples: &'a [Sample],
+    summaries: &'a [Summary],
+    load_before: String,
+    load_after: String,
+    elapsed: Duration,
+}
+
+/// The comparisons the issue asks for, from medians of one scenario.
+#[derive(Debug)]
+struct Ratios {
+    c_over_a: f64,
+    b_over_a: f64,
+    c_over_b: f64,
+    /// Added CPU per request over (a), µs.
+    b_minus_a: f64,
+    c_minus_a: f64,
+    /// Percentage of expected spans that never reached the receiver.
+    b_lost_percent: f64,
+    c_lost_percent: f64,
+}
+
+impl Summary {
+    fn lost_percent(&self) -> f64 {
+        if self.expected_spans == 0 {
+            return 0.0;
+        }
+        self.expected_spans.saturating_sub(self.spans) as f64 * 100.0 / self.expected_spans as f64
+    }
+}
+
+impl Report<'_> {
+    fn scenarios(&self) -> [Scenario; 3] {
+        Scenario::all(self.options)
+    }
+
+    fn summary(&self, mode: Mode, scenario: Scenario) -> &Summary {
+        self.summaries
+            .iter()
+            .find(|s| s.mode == mode && s.scenario == scenario)
+            .expect("every mode and scenario is summarised")
+    }
+
+    fn ratios(&self, scenario: Scenario) -> Ratios {
+        let a = self.summary(Mode::A, scenario);
+        let b = self.summary(Mode::B, scenario);
+        let c = self.summary(Mode::C, scenario);
+        Ratios {
+            c_over_a: c.cpu_us / a.cpu_us,
+            b_over_a: b.cpu_us / a.cpu_us,
+            c_over_b: c.cpu_us / b.cpu_us,
+            b_minus_a: b.cpu_us - a.cpu_us,
+            c_minus_a: c.cpu_us - a.cpu_us,
+            b_lost_percent: b.lost_percent(),
+            c_lost_percent: c.lost_percent(),
+        }
+    }
+
+    fn rss_delta_mb(&self, mode: Mode, scenario: Scenario) -> f64 {
+        self.summary(mode, scenario).rss_mb - self.summary(Mode::A, scenario).rss_mb
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "middleware benchmark: medians of {} round(s); CPU = server process (all threads) per request",
+            self.options.rounds
+        );
+        for mode in Mode::ALL {
+            let _ = writeln!(out, "  ({}) {}", mode.flag(), mode.describe());
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "scenario      mode  CPU µs/req  (min–max)            stat µs/req     req/s   p99 µs  RSS MB  spans received/expected"
+        );
+        for summary in self.summaries {
+            let spans = if summary.mode.exports_spans() {
+                let lost = summary.lost_percent();
+                if lost > 0.0 {
+                    format!(
+                        "{}/{} ({lost:.1} % lost)",
+                        summary.spans, summary.expected_spans
+                    )
+                } else {
+                    format!("{}/{}", summary.spans, summary.expected_spans)
+                }
+            } else {
+                "-".to_owned()
+            };
+            let _ = writeln!(
+                out,
+                "{:<13} {:<5} {:>10.2}  ({:>8.2}–{:<8.2})  {:>11.2}  {:>8.0}  {:>7.0}  {:>6.1}  {spans}",
+                summary.scenario.label(),
+                summary.mode.flag(),
+                summary.cpu_us,
+                summary.cpu_us_min,
+                summary.cpu_us_max,
+                summary.stat_cpu_us,
+                summary.rps,
+                summary.p99_us,
+                summary.rss_mb,
+            );
+        }
+        let _ = writeln!(out);
+        for scenario in self.scenarios() {
+            let ratios = self.ratios(scenario);
+            let lost = if ratios.b_lost_percent > 0.0 || ratios.c_lost_percent > 0.0 {
+                format!(
+                    "; spans lost: b {:.1} %, c {:.1} % (an exporter that drops does less work: not a like-for-like comparison)",
+                    ratios.b_lost_percent, ratios.c_lost_percent
+                )
+            } else {
+                "; every span arrived".to_owned()
+            };
+            match scenario.work {
+                Work::None => {
+                    let _ = writeln!(
+                        out,
+                        "{:<13} c/a = {:.2} (target ≤ {TARGET_CPU_RATIO}: {}), b/a = {:.2}, c/b = {:.2}; \
+                         added µs/req: b {:+.2}, c {:+.2}{lost}",
+                        scenario.label(),
+                        ratios.c_over_a,
+                        verdict(ratios.c_over_a <= TARGET_CPU_RATIO),
+                        ratios.b_over_a,
+                        ratios.c_over_b,
+                        ratios.b_minus_a,
+                        ratios.c_minus_a,
+                    );
+                }
+                Work::OneMs => {
+                    let overhead = (ratios.c_over_a - 1.0) * 100.0;
+                    let _ = writeln!(
+                        out,
+                        "{:<13} c/a = {:.4} → overhead {overhead:+.2} % (target < {TARGET_WORK_OVERHEAD_PERCENT} %: {}), \
+                         b/a = {:.4} ({:+.2} %), c/b = {:.4}; added µs/req: b {:+.2}, c {:+.2}{lost}",
+                        scenario.label(),
+                        ratios.c_over_a,
+                        verdict(overhead < TARGET_WORK_OVERHEAD_PERCENT),
+                        ratios.b_over_a,
+                        (ratios.b_over_a - 1.0) * 100.0,
+                        ratios.c_over_b,
+                        ratios.b_minus_a,
+                        ratios.c_minus_a,
+                    );
+                }
+            }
+        }
+        let none_scenarios: Vec<Scenario> = self
+            .scenarios()
+            .into_iter()
+            .filter(|s| s.work == Work::None)
+            .collect();
+        for scenario in none_scenarios {
+            let _ = writeln!(
+                out,
+                "RSS after {} + {} warm-up requests, {}: c − a = {:+.1} MB (target ≤ {TARGET_RSS_DELTA_MB} MB: {}), b − a = {:+.1} MB",
+                self.options.requests,
+                self.options.warmup,
+                scenario.label(),
+                self.rss_delta_mb(Mode::C, scenario),
+                verdict(self.rss_delta_mb(Mode::C, scenario) <= TARGET_RSS_DELTA_MB),
+                self.rss_delta_mb(Mode::B, scenario),
+            );
+        }
+        let errors: u64 = self.samples.iter().map(|s| s.errors).sum();
+        let _ = writeln!(out, "load generator errors: {errors}");
+        let slow: Vec<String> = self
+            .samples
+            .iter()
+            .filter_map(|s| match s.scenario.pace {
+                Pace::Rate(rate) if s.rps < rate as f64 * 0.97 => Some(format!(
+                    "round {} {} {}: {:.0} req/s",
+                    s.round,
+                    s.scenario.label(),
+                    s.mode.flag(),
+                    s.rps
+                )),
+                _ => None,
+            })
+            .collect();
+        if !slow.is_empty() {
+            let _ = writeln!(
+                out,
+                "fixed-rate runs that fell more than 3 % short of the offered rate: {}",
+                slow.join("; ")
+            );
+        }
+        let bad_exits: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|s| s.exit.code != Some(0) || s.exit.timed_out)
+            .map(|s| {
+                format!(
+                    "round {} {} {}: {} after {:.1} s",
+                    s.round,
+                    s.scenario.label(),
+                    s.mode.flag(),
+                    if s.exit.timed_out {
+                        "killed, did not exit".to_owned()
+                    } else {
+                        format!("exit code {:?}", s.exit.code)
+                    },
+                    s.exit.seconds
+                )
+            })
+            .collect();
+        let slowest_exit = self
+            .samples
+            .iter()
+            .map(|s| s.exit.seconds)
+            .fold(0.0, f64::max);
+        if bad_exits.is_empty() {
+            let _ = writeln!(
+                out,
+                "server exits on SIGTERM: all 0, slowest {slowest_exit:.2} s"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "server exits on SIGTERM: PROBLEMS: {}",
+                bad_exits.join("; ")
+            );
+        }
+        let noisy_stderr: Vec<String> = self
+            .samples
+            .iter()
+            .filter(|s| s.stderr_bytes > 0)
+            .map(|s| {
+                format!(
+                    "round {} {} {} ({} bytes)",
+                    s.round,
+                    s.scenario.label(),
+                    s.mode.flag(),
+                    s.stderr_bytes
+                )
+            })
+            .collect();
+        if !noisy_stderr.is_empty() {
+            let _ = writeln!(
+                out,
+                "servers wrote to stderr (see target/bench/logs/): {}",
+                noisy_stderr.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "work: {} iterations calibrated to ~1 ms; {}; load average before: {}, after: {}; took {:.0} s",
+            self.iterations,
+            match (&self.pinning.server, &self.pinning.load) {
+                (Some(server), Some(load)) =>
+                    format!("server on CPU {server}, load generator and receiver on CPU {load}"),
+                _ => "not pinned".to_owned(),
+            },
+            self.load_before,
+            self.load_after,
+            self.elapsed.as_secs_f64(),
+        );
+        out
+    }
+
+    fn json(&self) -> String {
+        let mut out = String::from("{\n");
+        let options = self.options;
+        let _ = writeln!(
+            out,
+            "  \"config\": {{\"rounds\": {}, \"requests\": {}, \"rate\": {}, \"work_requests\": {}, \"warmup\": {}, \
+             \"work_warmup\": {}, \"connections\": {}, \"work_iterations\": {}, \"server_cpu\": {}, \"load_cpu\": {}, \
+             \"protocol\": \"grpc\", \"load_before\": {}, \"load_after\": {}, \"seconds\": {:.1}}},",
+            options.rounds,
+            options.requests,
+            options.rate,
+            options.work_requests,
+            options.warmup,
+            options.work_warmup,
+            options.connections,
+            self.iterations,
+            json_option(self.pinning.server.as_deref()),
+            json_option(self.pinning.load.as_deref()),
+            json_str(&self.load_before),
+            json_str(&self.load_after),
+            self.elapsed.as_secs_f64(),
+        );
+        out.push_str("  \"summary\": [\n");
+        for (index, s) in self.summaries.iter().enumerate() {
+            let _ = write!(
+                out,
+                "    {{\"scenario\": \"{}\", \"mode\": \"{}\", \"cpu_us_per_request\": {:.3}, \"cpu_us_min\": {:.3}, \
+                 \"cpu_us_max\": {:.3}, \"stat_cpu_us_per_request\": {:.3}, \"rps\": {:.1}, \"p99_us\": {:.0}, \
+                 \"rss_mb\": {:.2}, \"spans\": {}, \"expected_spans\": {}, \"errors\": {}}}",
+                s.scenario.label(),
+                s.mode.flag(),
+                s.cpu_us,
+                s.cpu_us_min,
+                s.cpu_us_max,
+                s.stat_cpu_us,
+                s.rps,
+                s.p99_us,
+                s.rss_mb,
+                s.spans,
+                s.expected_spans,
+                s.errors,
+            );
+            out.push_str(if index + 1 < self.summaries.len() {
+                ",\n"
+            } else {
+                "\n"
+            });
+        }
+        out.push_str("  ],\n  \"comparisons\": [\n");
+        let scenarios = self.scenarios();
+        for (index, scenario) in scenarios.iter().enumerate() {
+            let r = self.ratios(*scenario);
+            let _ = write!(
+                out,
+                "    {{\"scenario\": \"{}\", \"c_over_a\": {:.5}, \"b_over_a\": {:.5}, \"c_over_b\": {:.5}, \
+                 \"c_minus_a_us\": {:.3}, \"b_minus_a_us\": {:.3}, \"c_overhead_percent\": {:.3}, \
+                 \"b_overhead_percent\": {:.3}, \"c_spans_lost_percent\": {:.3}, \"b_spans_lost_percent\": {:.3}, \
+                 \"rss_c_minus_a_mb\": {:.2}, \"rss_b_minus_a_mb\": {:.2}}}",
+                scenario.label(),
+                r.c_over_a,
+                r.b_over_a,
+                r.c_over_b,
+                r.c_minus_a,
+                r.b_minus_a,
+                (r.c_over_a - 1.0) * 100.0,
+                (r.b_over_a - 1.0) * 100.0,
+                r.c_lost_percent,
+                r.b_lost_percent,
+                self.rss_delta_mb(Mode::C, *scenario),
+                self.rss_delta_mb(Mode::B, *scenario),
+            );
+            out.push_str(if index + 1 < scenarios.len() {
+                ",\n"
+            } else {
+                "\n"
+            });
+        }
+        out.push_str("  ],\n  \"samples\": [\n");
+        for (index, s) in self.samples.iter().enumerate() {
+            let _ = write!(
+                out,
+                "    {{\"round\": {}, \"scenario\": \"{}\", \"mode\": \"{}\", \"requests\": {}, \"errors\": {}, \
+                 \"load_seconds\": {:.4}, \"rps\": {:.1}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"cpu_ns\": {}, \
+                 \"stat_cpu_ns\": {}, \"cpu_us_per_request\": {:.3}, \"rss_kb\": {}, \"threads\": {}, \"spans\": {}, \
+                 \"expected_spans\": {}, \"metrics_bytes\": {}, \"exit_code\": {}, \"exit_seconds\": {:.3}, \
+                 \"exit_timed_out\": {}, \"stderr_bytes\": {}}}",
+                s.round,
+                s.scenario.label(),
+                s.mode.flag(),
+                s.requests,
+                s.errors,
+                s.load_seconds,
+                s.rps,
+                s.p50_us,
+                s.p99_us,
+                s.cpu_ns,
+                s.stat_cpu_ns,
+                s.cpu_us_per_request(),
+                s.rss_kb,
+                s.threads,
+                s.spans,
+                s.expected_spans,
+                s.metrics_bytes
+                    .map_or_else(|| "null".to_owned(), |bytes| bytes.to_string()),
+                s.exit
+                    .code
+                    .map_or_else(|| "null".to_owned(), |code| code.to_string()),
+                s.exit.seconds,
+                s.exit.timed_out,
+                s.stderr_bytes,
+            );
+            out.push_str(if index + 1 < self.samples.len() {
+                ",\n"
+            } else {
+                "\n"
+            });
+        }
+        out.push_str("  ]\n}\n");
+        out
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn json_str(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_option(value: Option<&str>) -> String {
+    value.map_or_else(|| "null".to_owned(), json_str)
+}
+
+/// The number after `"key":` in a one-line JSON object written by our own binaries.
+fn json_number(line: &str, key: &str) -> Option<f64> {
+    let rest = json_value_start(line, key)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The string after `"key":` in a one-line JSON object (no escapes expected).
+fn json_string(line: &str, key: &str) -> Option<String> {
+    let rest = json_value_start(line, key)?.strip_prefix('"')?;
+    rest.split_once('"').map(|(value, _)| value.to_owned())
+}
+
+fn json_value_start<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let needle = format!("\"{key}\"");
+    let at = line.find(&needle)? + needle.len();
+    Some(line[at..].trim_start().strip_prefix(':')?.trim_start())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::bench::{json_number, json_string, median};
+
+    #[test]
+    fn json_fields_are_read_from_one_line_objects() {
+        let line = r#"{"requests":100,"errors":0,"seconds":1.5,"rps":66.7,"grpc":"http://127.0.0.1:4317"}"#;
+        assert_eq!(json_number(line, "requests"), Some(100.0));
+        assert_eq!(json_number(line, "seconds"), Some(1.5));
+        assert_eq!(json_number(line, "missing"), None);
+        assert_eq!(
+            json_string(line, "grpc").as_deref(),
+            Some("http://127.0.0.1:4317")
+        );
+    }
+
+    #[test]
+    fn median_of_even_count_averages_the_middle_pair() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
 }

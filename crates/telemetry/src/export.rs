@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 use std::thread::JoinHandle;
@@ -143,9 +144,15 @@ enum Control {
 ///
 /// Spans the queue cannot take are dropped and counted, never blocked on; so are spans
 /// of failed exports. `telemetry_spans_ended_total` = exported + dropped + queued.
+///
+/// Handing a span over costs a push onto a lock-free bounded queue; the export task is
+/// woken only when a batch is full or the schedule delay passed, never per span (a wake
+/// per span cost more than the rest of the instrumentation together).
 #[derive(Debug)]
 pub(crate) struct BatchSpanProcessor {
-    spans: mpsc::Sender<SpanData>,
+    spans: crossbeam_channel::Sender<SpanData>,
+    batch_ready: Arc<BatchSignal>,
+    max_export_batch_size: usize,
     control: mpsc::UnboundedSender<Control>,
     counters: ExportCounters,
     value_length_limit: Option<usize>,
@@ -161,12 +168,14 @@ impl BatchSpanProcessor {
         value_length_limit: Option<usize>,
         shutdown_timeout: Duration,
     ) -> Self {
-        let (spans, span_rx) = mpsc::channel(config.max_queue_size);
+        let (spans, span_rx) = crossbeam_channel::bounded(config.max_queue_size);
         let (control, control_rx) = mpsc::unbounded_channel();
         let counters = ExportCounters::register();
+        let batch_ready = Arc::new(BatchSignal::default());
         let worker = ExportWorker {
             exporter,
             spans: span_rx,
+            batch_ready: batch_ready.clone(),
             control: control_rx,
             config,
             counters: counters.clone(),
@@ -174,6 +183,8 @@ impl BatchSpanProcessor {
         runtime.spawn(worker.run());
         Self {
             spans,
+            batch_ready,
+            max_export_batch_size: config.max_export_batch_size,
             control,
             counters,
             value_length_limit,
@@ -222,6 +233,10 @@ impl SpanProcessor for BatchSpanProcessor {
         }
         if self.spans.try_send(span).is_err() {
             self.counters.dropped_queue_full.increment(1);
+        } else if self.spans.len() >= self.max_export_batch_size
+            && !self.batch_ready.pending.swap(true, Ordering::AcqRel)
+        {
+            self.batch_ready.notify.notify_one();
         }
     }
 
@@ -274,9 +289,19 @@ fn truncate_str(s: &str, limit: usize) -> &str {
     &s[..end]
 }
 
+/// Wakes the export task once per full batch.
+#[derive(Debug, Default)]
+struct BatchSignal {
+    notify: tokio::sync::Notify,
+    /// Set by the producer that notified, cleared by the task once it took the batch, so
+    /// producers notify at most once per batch.
+    pending: AtomicBool,
+}
+
 struct ExportWorker<E> {
     exporter: E,
-    spans: mpsc::Receiver<SpanData>,
+    spans: crossbeam_channel::Receiver<SpanData>,
+    batch_ready: Arc<BatchSignal>,
     control: mpsc::UnboundedReceiver<Control>,
     config: BatchConfig,
     counters: ExportCounters,
@@ -285,64 +310,52 @@ struct ExportWorker<E> {
 impl<E: SpanExporter> ExportWorker<E> {
     async fn run(mut self) {
         let mut batch: Vec<SpanData> = Vec::with_capacity(self.config.max_export_batch_size);
-        let mut deadline = tokio::time::Instant::now() + self.config.schedule_delay;
+        let timer = tokio::time::sleep(self.config.schedule_delay);
+        tokio::pin!(timer);
         loop {
             tokio::select! {
                 biased;
-                control = self.control.recv() => match control {
-                    Some(Control::Flush(reply)) => {
-                        let result = self.drain(&mut batch).await;
-                        let _ = reply.send(result);
-                    }
-                    Some(Control::Shutdown(reply)) => {
-                        let result = self.drain(&mut batch).await;
-                        let _ = self.exporter.shutdown();
-                        let _ = reply.send(result);
-                        return;
-                    }
-                    None => {
-                        let _ = self.drain(&mut batch).await;
-                        return;
-                    }
-                },
-                span = self.spans.recv() => match span {
-                    Some(span) => {
-                        batch.push(span);
-                        if batch.len() >= self.config.max_export_batch_size {
-                            let _ = self.export(&mut batch).await;
-                            deadline = tokio::time::Instant::now() + self.config.schedule_delay;
+                control = self.control.recv() => {
+                    let result = self.export_queued(&mut batch, 1).await;
+                    match control {
+                        Some(Control::Flush(reply)) => {
+                            let _ = reply.send(result);
                         }
+                        Some(Control::Shutdown(reply)) => {
+                            let _ = self.exporter.shutdown();
+                            let _ = reply.send(result);
+                            return;
+                        }
+                        None => return,
                     }
-                    None => {
-                        let _ = self.drain(&mut batch).await;
-                        return;
-                    }
-                },
-                () = tokio::time::sleep_until(deadline) => {
-                    let _ = self.export(&mut batch).await;
-                    deadline = tokio::time::Instant::now() + self.config.schedule_delay;
+                }
+                () = self.batch_ready.notify.notified() => {
+                    self.batch_ready.pending.store(false, Ordering::Release);
+                    // Full batches only; the rest waits for the timer.
+                    let _ = self.export_queued(&mut batch, self.config.max_export_batch_size).await;
+                }
+                () = &mut timer => {
+                    let _ = self.export_queued(&mut batch, 1).await;
+                    timer.as_mut().reset(tokio::time::Instant::now() + self.config.schedule_delay);
                 }
             }
         }
     }
 
-    /// Exports everything queued so far.
-    async fn drain(&mut self, batch: &mut Vec<SpanData>) -> OTelSdkResult {
+    /// Exports queued spans in batches while at least `at_least` are waiting.
+    async fn export_queued(&mut self, batch: &mut Vec<SpanData>, at_least: usize) -> OTelSdkResult {
         let mut result = Ok(());
-        loop {
-            while batch.len() < self.config.max_export_batch_size {
-                match self.spans.try_recv() {
-                    Ok(span) => batch.push(span),
-                    Err(_) => break,
-                }
-            }
-            if batch.is_empty() {
-                return result;
-            }
+        while self.spans.len() >= at_least.max(1) {
+            batch.extend(
+                self.spans
+                    .try_iter()
+                    .take(self.config.max_export_batch_size),
+            );
             if let Err(error) = self.export(batch).await {
                 result = Err(error);
             }
         }
+        result
     }
 
     async fn export(&mut self, batch: &mut Vec<SpanData>) -> OTelSdkResult {

@@ -131,12 +131,14 @@ impl<R: AsRef<str>> RequestState<R> {
         }
         let span_context = span.span_context();
         if span_context.is_valid() {
+            let header = traceparent(span_context);
             let headers = response.headers_mut();
-            if let Ok(value) = HeaderValue::from_str(&traceparent(span_context)) {
-                headers.insert("traceparent", value);
-            }
-            if let Ok(value) = HeaderValue::from_str(&span_context.trace_id().to_string()) {
+            // The trace id is characters 3..35 of the traceparent.
+            if let Ok(value) = HeaderValue::from_str(&header[3..35]) {
                 headers.insert("x-trace-id", value);
+            }
+            if let Ok(value) = HeaderValue::try_from(header) {
+                headers.insert("traceparent", value);
             }
         }
         span.end();

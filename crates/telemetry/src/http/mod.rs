@@ -150,14 +150,25 @@ impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
     }
 }
 
-/// Formats a W3C `traceparent` for a span context.
+/// Formats a W3C `traceparent` for a span context (hex by hand: this runs per request).
 pub(crate) fn traceparent(span_context: &opentelemetry::trace::SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        span_context.trace_id(),
-        span_context.span_id(),
-        span_context.trace_flags().to_u8()
-    )
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    push_hex(&mut out, &span_context.trace_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &span_context.span_id().to_bytes());
+    out.push('-');
+    push_hex(&mut out, &[span_context.trace_flags().to_u8()]);
+    out
+}
+
+/// Lowercase hex of `bytes` appended to `out`.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    }
 }
 
 /// Paths the layer neither traces nor measures: exact, or a prefix when ending in `*`.
@@ -189,6 +200,22 @@ impl ExcludedPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparent_is_formatted_per_w3c() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let context = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        assert_eq!(
+            traceparent(&context),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+    }
 
     #[test]
     fn unknown_methods_are_other() {
