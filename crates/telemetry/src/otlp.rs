@@ -26,41 +26,40 @@ const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const FIXED32: u8 = 5;
 
-/// Reusable protobuf writer: nested messages are written into a scratch stack and then
-/// appended with their length, so no length pre-pass is needed.
+/// Reusable protobuf writer that never copies a nested message into its parent.
+///
+/// Attributes (the bulk of a span) have their exact length computed up front. Larger
+/// messages (spans, scopes, the resource) get a four-byte length placeholder, a valid
+/// non-minimal varint that every protobuf decoder accepts, patched when they end.
 #[derive(Debug, Default)]
 pub(crate) struct Encoder {
-    stack: Vec<Vec<u8>>,
-    depth: usize,
+    buf: Vec<u8>,
+    open: Vec<usize>,
 }
 
+/// Messages larger than this cannot be described by a four-byte varint.
+const MAX_NESTED_LEN: usize = (1 << 28) - 1;
+
 impl Encoder {
-    fn buf(&mut self) -> &mut Vec<u8> {
-        &mut self.stack[self.depth]
+    fn begin(&mut self, field: u32) {
+        key(&mut self.buf, field, LEN);
+        self.open.push(self.buf.len());
+        self.buf.extend_from_slice(&[0x80, 0x80, 0x80, 0x00]);
     }
 
-    fn begin(&mut self) {
-        self.depth += 1;
-        if self.stack.len() <= self.depth {
-            self.stack.push(Vec::with_capacity(256));
-        }
-        self.stack[self.depth].clear();
-    }
-
-    fn end(&mut self, field: u32) {
-        let inner = std::mem::take(&mut self.stack[self.depth]);
-        self.depth -= 1;
-        key(self.buf(), field, LEN);
-        varint(self.buf(), inner.len() as u64);
-        self.buf().extend_from_slice(&inner);
-        self.stack[self.depth + 1] = inner;
+    fn end(&mut self) {
+        let Some(at) = self.open.pop() else { return };
+        let len = (self.buf.len() - at - 4).min(MAX_NESTED_LEN);
+        self.buf[at] = (len & 0x7f) as u8 | 0x80;
+        self.buf[at + 1] = ((len >> 7) & 0x7f) as u8 | 0x80;
+        self.buf[at + 2] = ((len >> 14) & 0x7f) as u8 | 0x80;
+        self.buf[at + 3] = ((len >> 21) & 0x7f) as u8;
     }
 
     fn bytes(&mut self, field: u32, value: &[u8]) {
-        let buf = self.buf();
-        key(buf, field, LEN);
-        varint(buf, value.len() as u64);
-        buf.extend_from_slice(value);
+        key(&mut self.buf, field, LEN);
+        varint(&mut self.buf, value.len() as u64);
+        self.buf.extend_from_slice(value);
     }
 
     fn string(&mut self, field: u32, value: &str) {
@@ -69,89 +68,76 @@ impl Encoder {
 
     fn uint(&mut self, field: u32, value: u64) {
         if value != 0 {
-            let buf = self.buf();
-            key(buf, field, VARINT);
-            varint(buf, value);
+            key(&mut self.buf, field, VARINT);
+            varint(&mut self.buf, value);
         }
     }
 
     fn fixed64(&mut self, field: u32, value: u64) {
-        let buf = self.buf();
-        key(buf, field, FIXED64);
-        buf.extend_from_slice(&value.to_le_bytes());
+        key(&mut self.buf, field, FIXED64);
+        self.buf.extend_from_slice(&value.to_le_bytes());
     }
 
     fn fixed32(&mut self, field: u32, value: u32) {
-        let buf = self.buf();
-        key(buf, field, FIXED32);
-        buf.extend_from_slice(&value.to_le_bytes());
+        key(&mut self.buf, field, FIXED32);
+        self.buf.extend_from_slice(&value.to_le_bytes());
     }
 
+    /// `KeyValue { key = 1; value = 2 }` for each attribute, with exact lengths.
     fn key_values(&mut self, field: u32, attributes: &[KeyValue]) {
         for kv in attributes {
-            self.begin();
-            self.string(1, kv.key.as_str());
-            self.any_value(2, &kv.value);
-            self.end(field);
+            let name = kv.key.as_str();
+            let value_len = any_value_len(&kv.value);
+            let len =
+                1 + varint_len(name.len()) + name.len() + 1 + varint_len(value_len) + value_len;
+            key(&mut self.buf, field, LEN);
+            varint(&mut self.buf, len as u64);
+            self.string(1, name);
+            key(&mut self.buf, 2, LEN);
+            varint(&mut self.buf, value_len as u64);
+            self.any_value_body(&kv.value);
         }
     }
 
-    fn any_value(&mut self, field: u32, value: &Value) {
-        self.begin();
+    /// The fields of an `AnyValue` (without its own tag and length).
+    fn any_value_body(&mut self, value: &Value) {
         match value {
             Value::String(s) => self.string(1, s.as_str()),
             Value::Bool(b) => {
-                let buf = self.buf();
-                key(buf, 2, VARINT);
-                buf.push(u8::from(*b));
+                key(&mut self.buf, 2, VARINT);
+                self.buf.push(u8::from(*b));
             }
             Value::I64(i) => {
-                let buf = self.buf();
-                key(buf, 3, VARINT);
-                varint(buf, *i as u64);
+                key(&mut self.buf, 3, VARINT);
+                varint(&mut self.buf, *i as u64);
             }
             Value::F64(f) => self.fixed64(4, f.to_bits()),
             Value::Array(array) => {
-                self.begin();
-                match array {
-                    Array::Bool(items) => items
-                        .iter()
-                        .for_each(|v| self.any_value(1, &Value::Bool(*v))),
-                    Array::I64(items) => items
-                        .iter()
-                        .for_each(|v| self.any_value(1, &Value::I64(*v))),
-                    Array::F64(items) => items
-                        .iter()
-                        .for_each(|v| self.any_value(1, &Value::F64(*v))),
-                    Array::String(items) => {
-                        for item in items {
-                            self.begin();
-                            self.string(1, item.as_str());
-                            self.end(1);
-                        }
-                    }
-                    _ => {}
+                let items = array_items(array);
+                let body: usize = items
+                    .iter()
+                    .map(|v| 1 + varint_len(any_value_len(v)) + any_value_len(v))
+                    .sum();
+                key(&mut self.buf, 5, LEN);
+                varint(&mut self.buf, body as u64);
+                for item in &items {
+                    key(&mut self.buf, 1, LEN);
+                    varint(&mut self.buf, any_value_len(item) as u64);
+                    self.any_value_body(item);
                 }
-                self.end(5);
             }
             other => self.string(1, &other.as_str()),
         }
-        self.end(field);
     }
 
     /// Encodes one request holding `spans` (grouped by instrumentation scope, in order).
     pub(crate) fn encode_request(&mut self, resource: &[KeyValue], spans: &[SpanData]) -> Vec<u8> {
-        self.stack.truncate(1);
-        if self.stack.is_empty() {
-            self.stack.push(Vec::with_capacity(64 * 1024));
-        }
-        self.depth = 0;
-        self.stack[0].clear();
-
-        self.begin(); // ResourceSpans
-        self.begin(); // Resource
+        self.buf.clear();
+        self.open.clear();
+        self.begin(1); // ResourceSpans
+        self.begin(1); // Resource
         self.key_values(1, resource);
-        self.end(1);
+        self.end();
         let mut rest = spans;
         while let Some(first) = rest.first() {
             let scope = &first.instrumentation_scope;
@@ -159,28 +145,29 @@ impl Encoder {
                 .iter()
                 .take_while(|s| s.instrumentation_scope == *scope)
                 .count();
-            self.begin(); // ScopeSpans
-            self.begin(); // InstrumentationScope
+            self.begin(2); // ScopeSpans
+            self.begin(1); // InstrumentationScope
             self.string(1, scope.name());
             if let Some(version) = scope.version() {
                 self.string(2, version);
             }
-            self.end(1);
+            self.end();
             for span in &rest[..same] {
                 self.span(span);
             }
             if let Some(schema_url) = scope.schema_url() {
                 self.string(3, schema_url);
             }
-            self.end(2);
+            self.end();
             rest = &rest[same..];
         }
-        self.end(1);
-        std::mem::take(&mut self.stack[0])
+        self.end();
+        // Hand out a copy sized to the request and keep the (large) buffer for next time.
+        self.buf.as_slice().to_vec()
     }
 
     fn span(&mut self, span: &SpanData) {
-        self.begin();
+        self.begin(2);
         let context = &span.span_context;
         self.bytes(1, &context.trace_id().to_bytes());
         self.bytes(2, &context.span_id().to_bytes());
@@ -207,16 +194,16 @@ impl Encoder {
         self.key_values(9, &span.attributes);
         self.uint(10, u64::from(span.dropped_attributes_count));
         for event in span.events.iter() {
-            self.begin();
+            self.begin(11);
             self.fixed64(1, unix_nanos(event.timestamp));
             self.string(2, &event.name);
             self.key_values(3, &event.attributes);
             self.uint(4, u64::from(event.dropped_attributes_count));
-            self.end(11);
+            self.end();
         }
         self.uint(12, u64::from(span.events.dropped_count));
         for link in span.links.iter() {
-            self.begin();
+            self.begin(13);
             self.bytes(1, &link.span_context.trace_id().to_bytes());
             self.bytes(2, &link.span_context.span_id().to_bytes());
             let state = link.span_context.trace_state().header();
@@ -232,31 +219,72 @@ impl Encoder {
                     link.span_context.is_remote(),
                 ),
             );
-            self.end(13);
+            self.end();
         }
         self.uint(14, u64::from(span.links.dropped_count));
         match &span.status {
             Status::Unset => {}
             Status::Ok => {
-                self.begin();
+                self.begin(15);
                 self.uint(3, 1);
-                self.end(15);
+                self.end();
             }
             Status::Error { description } => {
-                self.begin();
+                self.begin(15);
                 if !description.is_empty() {
                     self.string(2, description);
                 }
                 self.uint(3, 2);
-                self.end(15);
+                self.end();
             }
         }
         self.fixed32(
             16,
             span_flags(context.trace_flags().to_u8(), span.parent_span_is_remote),
         );
-        self.end(2);
+        self.end();
     }
+}
+
+/// Encoded length of an `AnyValue`'s fields.
+fn any_value_len(value: &Value) -> usize {
+    match value {
+        Value::String(s) => 1 + varint_len(s.as_str().len()) + s.as_str().len(),
+        Value::Bool(_) => 2,
+        Value::I64(i) => 1 + varint_len_u64(*i as u64),
+        Value::F64(_) => 9,
+        Value::Array(array) => {
+            let body: usize = array_items(array)
+                .iter()
+                .map(|v| 1 + varint_len(any_value_len(v)) + any_value_len(v))
+                .sum();
+            1 + varint_len(body) + body
+        }
+        other => {
+            let text = other.as_str();
+            1 + varint_len(text.len()) + text.len()
+        }
+    }
+}
+
+/// The items of an array attribute as values (arrays are rare; this allocates).
+fn array_items(array: &Array) -> Vec<Value> {
+    match array {
+        Array::Bool(items) => items.iter().map(|v| Value::Bool(*v)).collect(),
+        Array::I64(items) => items.iter().map(|v| Value::I64(*v)).collect(),
+        Array::F64(items) => items.iter().map(|v| Value::F64(*v)).collect(),
+        Array::String(items) => items.iter().map(|v| Value::String(v.clone())).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn varint_len(value: usize) -> usize {
+    varint_len_u64(value as u64)
+}
+
+fn varint_len_u64(value: u64) -> usize {
+    // One byte per started group of 7 bits; zero still takes one byte.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Trace flags plus the "has is_remote" and "is_remote" bits of the OTLP span flags.
@@ -503,6 +531,24 @@ impl tonic::codec::Decoder for RawDecoder {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn varint_lengths_match_the_encoding() {
+        for value in [
+            0_u64,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            super::varint(&mut buf, value);
+            assert_eq!(super::varint_len_u64(value), buf.len(), "{value}");
+        }
+    }
+
     use std::borrow::Cow;
 
     use opentelemetry::InstrumentationScope;

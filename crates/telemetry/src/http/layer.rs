@@ -147,7 +147,15 @@ impl LayerState {
         route: Option<&str>,
     ) -> Option<Context> {
         let tracer = self.tracer.as_ref()?;
-        let parent = self.propagator.extract(&HeaderExtractor(request.headers()));
+        // Most requests carry no context; skip the propagators' work for them. The parent
+        // is only ever what the request carries, never whatever context the thread holds.
+        let headers = request.headers();
+        let parent = if headers.contains_key("traceparent") || headers.contains_key("baggage") {
+            self.propagator
+                .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+        } else {
+            Context::new()
+        };
         let method_name = METHODS[method];
         // The spec names spans of unknown methods "HTTP".
         let verb = if method_name == "_OTHER" {
