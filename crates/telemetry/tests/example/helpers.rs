@@ -205,3 +205,33 @@ pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
+
+/// GETs `path` and asserts the service answered 200.
+pub(crate) async fn get_ok(example: &Example, path: &str) {
+    let response = client()
+        .get(example.url(path))
+        .send()
+        .await
+        .expect("request works");
+    assert_eq!(response.status(), 200, "GET {path}");
+}
+
+/// Polls `check` until it yields a value; fails naming `what` and the last state seen
+/// once `timeout` has passed.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "{what} within {timeout:?}: {state}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -7,7 +7,7 @@ use otlp_sink::{Behaviour, OtlpSink};
 use telemetry::metrics::catalog::{check_exposition, parse_exposition};
 use telemetry::metrics::standard::STANDARD;
 
-use crate::helpers::{Example, client, env_with, sample, scrape, sink_env};
+use crate::helpers::{Example, client, env_with, eventually, get_ok, sample, scrape, sink_env};
 
 /// Requests that touch every standard metric of the example service.
 async fn exercise(example: &Example, downstream: &Example) {
@@ -176,34 +176,30 @@ async fn exported_and_dropped_spans_add_up_to_ended_spans() {
             .await
             .unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = scrape(&example).await;
-        let ended = sample(&text, "telemetry_spans_ended_total").unwrap();
-        let exported = sample(&text, "telemetry_spans_exported_total").unwrap();
-        let failed = sample(
-            &text,
-            "telemetry_spans_dropped_total{reason=\"export_failed\"}",
-        )
-        .unwrap();
-        let full = sample(
-            &text,
-            "telemetry_spans_dropped_total{reason=\"queue_full\"}",
-        )
-        .unwrap();
-        if ended == exported + failed + full && failed > 0.0 {
-            assert!(
-                sample(&text, "telemetry_export_failures_total{signal=\"traces\"}").unwrap() >= 1.0
-            );
-            assert_eq!(ended, 50.0);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "accounting never balanced: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let text = eventually(
+        "span accounting balances",
+        Duration::from_secs(30),
+        || async {
+            let text = scrape(&example).await;
+            let value = |series: &str| sample(&text, series).unwrap_or(f64::NAN);
+            let ended = value("telemetry_spans_ended_total");
+            let exported = value("telemetry_spans_exported_total");
+            let failed = value("telemetry_spans_dropped_total{reason=\"export_failed\"}");
+            let full = value("telemetry_spans_dropped_total{reason=\"queue_full\"}");
+            if ended == exported + failed + full && failed > 0.0 {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    assert!(sample(&text, "telemetry_export_failures_total{signal=\"traces\"}").unwrap() >= 1.0);
+    assert_eq!(
+        sample(&text, "telemetry_spans_ended_total"),
+        Some(50.0),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,12 +214,7 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
         ],
     ));
     for i in 0..40 {
-        let response = client()
-            .get(example.url(&format!("/items/{i}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        get_ok(&example, &format!("/items/{i}")).await;
     }
     let text = scrape(&example).await;
     assert!(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use otlp_sink::OtlpSink;
 
-use crate::helpers::{Example, client, env_with, sink_env};
+use crate::helpers::{Example, env_with, get_ok, sink_env};
 
 async fn run(runtime: &str, collector_up: bool) {
     let sink = OtlpSink::start().await.unwrap();
@@ -28,12 +28,7 @@ async fn run(runtime: &str, collector_up: bool) {
     }
     let example = Example::spawn(&env);
     for i in 0..5 {
-        let response = client()
-            .get(example.url(&format!("/items/{i}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        get_ok(&example, &format!("/items/{i}")).await;
     }
     let (exit, example) = example.terminate();
     assert!(

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use otlp_sink::{Behaviour, OtlpSink, SpanKind};
 
-use crate::helpers::{Example, client, env_with, sample, scrape, sink_env};
+use crate::helpers::{Example, client, env_with, eventually, sample, scrape, sink_env};
 
 async fn get(example: &Example, path: &str) -> reqwest::Response {
     client().get(example.url(path)).send().await.unwrap()
@@ -219,19 +219,18 @@ async fn export_timeout_bounds_a_slow_collector() {
         &[("OTEL_EXPORTER_OTLP_TIMEOUT", "200")],
     ));
     get(&example, "/items/1").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(4);
-    loop {
-        let text = scrape(&example).await;
-        if sample(&text, "telemetry_export_failures_total{signal=\"traces\"}").unwrap_or(0.0) >= 1.0
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a 200 ms timeout did not fail a 5 s export: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "a 200 ms timeout fails a 5 s export",
+        Duration::from_secs(4),
+        || async {
+            let text = scrape(&example).await;
+            match sample(&text, "telemetry_export_failures_total{signal=\"traces\"}") {
+                Some(failures) if failures >= 1.0 => Ok(()),
+                _ => Err(text),
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,7 +415,7 @@ async fn log_filters_follow_rust_log_and_otel_log_level() {
     assert_eq!(error["level"], "ERROR");
     assert!(error["trace_id"].is_string(), "{error}");
 
-    // OTEL_LOG_LEVEL=debug lets the export pipeline's own diagnostics through.
+    // OTEL_LOG_LEVEL sets the level of the export pipeline's own diagnostics.
     sink.set_behaviour(Behaviour::Unavailable);
     let example = Example::spawn(&env_with(
         sink_env(&sink, "grpc"),
@@ -436,18 +435,19 @@ async fn log_filters_follow_rust_log_and_otel_log_level() {
         &[("RUST_LOG", "info"), ("OTEL_LOG_LEVEL", "warn")],
     ));
     get(&example, "/items/1").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while example
-        .logs()
-        .iter()
-        .all(|l| l["message"] != "span export failed")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no export failure logged"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the export failure is logged",
+        Duration::from_secs(10),
+        || async {
+            let logs = example.logs();
+            if logs.iter().any(|l| l["message"] == "span export failed") {
+                Ok(())
+            } else {
+                Err(format!("{} log lines, none about the failure", logs.len()))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
