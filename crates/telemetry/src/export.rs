@@ -89,24 +89,6 @@ pub(crate) fn join_within(thread: JoinHandle<()>, timeout: Duration) {
     let _ = thread.join();
 }
 
-/// Runs `f` on a helper thread and waits at most `timeout` for it, so a stuck SDK call
-/// cannot hold up process exit.
-pub(crate) fn run_bounded<T: Send + 'static>(
-    timeout: Duration,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let spawned = std::thread::Builder::new()
-        .name("telemetry-shutdown".to_owned())
-        .spawn(move || {
-            let _ = tx.send(f());
-        });
-    match spawned {
-        Ok(_) => rx.recv_timeout(timeout).ok(),
-        Err(_) => None,
-    }
-}
-
 /// A future that enters the export runtime's context on every poll, so an exporter can be
 /// driven from an SDK thread while its I/O is registered with the export runtime.
 pub(crate) struct OnRuntime<F> {

@@ -49,7 +49,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use crate::config::{ConfigError, TelemetryConfig};
 use crate::config::{LogsExporter, MetricsExporter, Protocol, TracesExporter};
-use crate::export::{ExportRuntime, RuntimeExporter, run_bounded};
+use crate::export::{ExportRuntime, RuntimeExporter};
 use crate::metrics::MetricsHandle;
 use crate::metrics::process::{BackgroundSampler, ProcessState};
 use crate::resource::ResolvedService;
@@ -383,17 +383,17 @@ impl Telemetry {
         // exporter cannot eat the others' time and none can hold up exit.
         let mut waits = Vec::new();
         if let Some(tracer) = providers.tracer.take() {
-            waits.push(spawn_shutdown("traces", timeout, move || {
+            waits.push(spawn_shutdown("traces", move || {
                 tracer.shutdown_with_timeout(timeout)
             }));
         }
         if let Some(logger) = providers.logger.take() {
-            waits.push(spawn_shutdown("logs", timeout, move || {
+            waits.push(spawn_shutdown("logs", move || {
                 logger.shutdown_with_timeout(timeout)
             }));
         }
         if let Some(meter) = providers.meter.take() {
-            waits.push(spawn_shutdown("metrics", timeout, move || {
+            waits.push(spawn_shutdown("metrics", move || {
                 meter.shutdown_with_timeout(timeout)
             }));
         }
@@ -405,7 +405,12 @@ impl Telemetry {
                 Ok(Err(error)) => {
                     result = Err(ShutdownError::Failed(format!("{signal}: {error}")));
                 }
-                Err(_) => {
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    result = Err(ShutdownError::Failed(format!(
+                        "{signal}: no shutdown thread"
+                    )));
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                     result = Err(ShutdownError::Timeout {
                         signal,
                         bound: timeout,
@@ -435,17 +440,20 @@ type ShutdownWait = (
     crossbeam_channel::Receiver<opentelemetry_sdk::error::OTelSdkResult>,
 );
 
+/// Runs one provider's shutdown on its own thread; the caller bounds the wait with
+/// `recv_timeout`, so a stuck provider is left behind instead of holding up exit.
 fn spawn_shutdown(
     signal: &'static str,
-    timeout: Duration,
     f: impl FnOnce() -> opentelemetry_sdk::error::OTelSdkResult + Send + 'static,
 ) -> ShutdownWait {
     let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::spawn(move || {
-        let _ = tx.send(run_bounded(timeout, f).unwrap_or(Err(
-            opentelemetry_sdk::error::OTelSdkError::Timeout(timeout),
-        )));
-    });
+    // If no thread can be started, `tx` is dropped and the caller sees a disconnect,
+    // which it reports as a failed flush.
+    let _ = std::thread::Builder::new()
+        .name(format!("telemetry-shutdown-{signal}"))
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
     (signal, rx)
 }
 
