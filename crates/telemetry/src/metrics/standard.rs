@@ -44,30 +44,13 @@ pub const SPANS_DROPPED: &str = "telemetry_spans_dropped_total";
 /// `telemetry_export_failures_total{signal}`: failed export requests.
 pub const EXPORT_FAILURES: &str = "telemetry_export_failures_total";
 
-const fn def(
-    name: &'static str,
-    kind: MetricKind,
-    unit: MetricUnit,
-    help: &'static str,
-    labels: &'static [&'static str],
-) -> MetricDef {
-    MetricDef {
-        name,
-        kind,
-        unit,
-        help,
-        labels,
-        buckets: None,
-    }
-}
-
 /// HTTP server and client metrics recorded by [`crate::http`] and [`crate::client`].
 pub static HTTP: Catalog = Catalog {
     owner: "telemetry/http",
     metrics: &[
         MetricDef {
             buckets: Some(HTTP_LATENCY_BUCKETS),
-            ..def(
+            ..MetricDef::new(
                 HTTP_SERVER_REQUEST_DURATION,
                 MetricKind::Histogram,
                 MetricUnit::Seconds,
@@ -75,14 +58,14 @@ pub static HTTP: Catalog = Catalog {
                 &["method", "route", "status_code"],
             )
         },
-        def(
+        MetricDef::new(
             HTTP_SERVER_ACTIVE_REQUESTS,
             MetricKind::Gauge,
             MetricUnit::Count,
             "HTTP server requests in flight.",
             &["method"],
         ),
-        def(
+        MetricDef::new(
             HTTP_SERVER_ERRORS,
             MetricKind::Counter,
             MetricUnit::Count,
@@ -91,7 +74,7 @@ pub static HTTP: Catalog = Catalog {
         ),
         MetricDef {
             buckets: Some(HTTP_LATENCY_BUCKETS),
-            ..def(
+            ..MetricDef::new(
                 HTTP_CLIENT_REQUEST_DURATION,
                 MetricKind::Histogram,
                 MetricUnit::Seconds,
@@ -106,42 +89,42 @@ pub static HTTP: Catalog = Catalog {
 pub static SERVICE: Catalog = Catalog {
     owner: "telemetry/service",
     metrics: &[
-        def(
+        MetricDef::new(
             ERRORS,
             MetricKind::Counter,
             MetricUnit::Count,
             "Errors handled by the application, by component and error type.",
             &["component", "error_type"],
         ),
-        def(
+        MetricDef::new(
             BUILD_INFO,
             MetricKind::Gauge,
             MetricUnit::Info,
             "Always 1; labels name the running build.",
             &["service", "version", "git_commit"],
         ),
-        def(
+        MetricDef::new(
             SPANS_ENDED,
             MetricKind::Counter,
             MetricUnit::Count,
             "Sampled spans handed to the span exporter queue.",
             &[],
         ),
-        def(
+        MetricDef::new(
             SPANS_EXPORTED,
             MetricKind::Counter,
             MetricUnit::Count,
             "Spans accepted by the trace backend.",
             &[],
         ),
-        def(
+        MetricDef::new(
             SPANS_DROPPED,
             MetricKind::Counter,
             MetricUnit::Count,
             "Spans lost before export, by reason (queue_full, export_failed, shutdown).",
             &["reason"],
         ),
-        def(
+        MetricDef::new(
             EXPORT_FAILURES,
             MetricKind::Counter,
             MetricUnit::Count,
@@ -155,56 +138,56 @@ pub static SERVICE: Catalog = Catalog {
 pub static QUEUE: Catalog = Catalog {
     owner: "telemetry/queue",
     metrics: &[
-        def(
+        MetricDef::new(
             QUEUE_LENGTH,
             MetricKind::Gauge,
             MetricUnit::Count,
             "Messages waiting in the queue, not yet delivered to a consumer.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_PENDING,
             MetricKind::Gauge,
             MetricUnit::Count,
             "Messages delivered to a consumer and not yet acknowledged.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_LAG,
             MetricKind::Gauge,
             MetricUnit::Seconds,
             "Age of the oldest message not yet acknowledged.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_PUBLISHED,
             MetricKind::Counter,
             MetricUnit::Count,
             "Messages published to the queue.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_PROCESSED,
             MetricKind::Counter,
             MetricUnit::Count,
             "Messages handled successfully and acknowledged.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_FAILED,
             MetricKind::Counter,
             MetricUnit::Count,
             "Messages whose handling failed.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_REDELIVERIES,
             MetricKind::Counter,
             MetricUnit::Count,
             "Messages delivered again after a failure or a consumer crash.",
             &["queue"],
         ),
-        def(
+        MetricDef::new(
             QUEUE_DEAD_LETTERED,
             MetricKind::Counter,
             MetricUnit::Count,
@@ -218,49 +201,49 @@ pub static QUEUE: Catalog = Catalog {
 pub static PROCESS: Catalog = Catalog {
     owner: "telemetry/process",
     metrics: &[
-        def(
+        MetricDef::new(
             "process_cpu_seconds_total",
             MetricKind::Counter,
             MetricUnit::Seconds,
             "User and system CPU time spent by the process.",
             &[],
         ),
-        def(
+        MetricDef::new(
             "process_resident_memory_bytes",
             MetricKind::Gauge,
             MetricUnit::Bytes,
             "Resident memory of the process.",
             &[],
         ),
-        def(
+        MetricDef::new(
             "process_virtual_memory_bytes",
             MetricKind::Gauge,
             MetricUnit::Bytes,
             "Virtual memory of the process.",
             &[],
         ),
-        def(
+        MetricDef::new(
             "process_open_fds",
             MetricKind::Gauge,
             MetricUnit::Count,
             "Open file descriptors of the process.",
             &[],
         ),
-        def(
+        MetricDef::new(
             "process_max_fds",
             MetricKind::Gauge,
             MetricUnit::Count,
             "Limit on open file descriptors of the process.",
             &[],
         ),
-        def(
+        MetricDef::new(
             "process_threads",
             MetricKind::Gauge,
             MetricUnit::Count,
             "Threads of the process.",
             &[],
         ),
-        def(
+        MetricDef::new(
             "process_start_time_seconds",
             MetricKind::Gauge,
             MetricUnit::Seconds,
