@@ -1,0 +1,34 @@
+//! frame-processor: the detection service of the vision pipeline (the detektor example,
+//! in Rust).
+//!
+//! A frame arrives (`POST /process`, JSON with base64 pixels), is decoded, and three
+//! [`detect::Detector`] stages analyse its pixels in parallel: objects (foreground
+//! segmentation and connected components), faces (skin regions verified by a face
+//! pattern) and gestures (motion against the camera's previous frame). The result is
+//! stored in a bounded store and returned.
+//!
+//! - [`config`]: typed configuration from the environment.
+//! - [`app`]: [`App::build`](app::App::build) binds first, then serves.
+//! - [`api`]: the routes and handlers.
+//! - [`model`]: wire types and request validation.
+//! - [`pipeline`]: one frame's processing, its spans and metrics.
+//! - [`detect`]: the detectors.
+//! - [`store`], [`cameras`]: bounded result store and per-camera state.
+//! - [`simulate`]: server-side synthetic frames.
+//! - [`metrics`]: the metric catalog.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod cameras;
+pub mod config;
+pub mod detect;
+pub mod metrics;
+pub mod model;
+pub mod pipeline;
+pub mod simulate;
+pub mod store;
+
+pub use crate::app::App;
+pub use crate::config::Config;
