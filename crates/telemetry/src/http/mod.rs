@@ -113,8 +113,10 @@ pub(crate) fn method_index(method: &Method) -> usize {
     }
 }
 
-/// Reads propagation headers from an `http::HeaderMap`.
-pub(crate) struct HeaderExtractor<'a>(pub(crate) &'a HeaderMap);
+/// Reads propagation headers from an `http::HeaderMap`; a repeated header (as
+/// `tracestate` may be) yields every value in order.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
@@ -136,8 +138,10 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Writes propagation headers into an `http::HeaderMap`.
-pub(crate) struct HeaderInjector<'a>(pub(crate) &'a mut HeaderMap);
+/// Writes propagation headers into an `http::HeaderMap`, replacing a header already
+/// present; a key or value that is not a valid header is skipped.
+#[derive(Debug)]
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
