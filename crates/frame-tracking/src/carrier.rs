@@ -7,11 +7,16 @@
 //! | HTTP headers ([`http::HeaderMap`]) | [`HeaderInjector`] | [`HeaderExtractor`] | `traceparent`, `tracestate` |
 //! | a `HashMap<String, String>` | the map itself | the map itself | `traceparent`, `tracestate` |
 //! | Redis Stream fields (`Vec<(String, String)>`) | [`StreamFieldsInjector`] | [`StreamFieldsExtractor`] | `_traceparent`, `_tracestate` |
+//! | AMQP message headers ([`FieldTable`]) | [`AmqpHeadersInjector`] | [`AmqpHeadersExtractor`] | `traceparent`, `tracestate` |
 //!
-//! The OpenTelemetry API already implements both traits for `HashMap<String, String>`.
+//! The OpenTelemetry API already implements both traits for `HashMap<String, String>`. The
+//! HTTP pair is `telemetry`'s own ([`telemetry::http::HeaderInjector`] and
+//! [`telemetry::http::HeaderExtractor`]), re-exported so services and this crate read and
+//! write headers the same way.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use opentelemetry::propagation::{Extractor, Injector};
+pub use telemetry::http::{HeaderExtractor, HeaderInjector};
 
 use crate::context::{ContextError, TRACEPARENT_KEY, TRACESTATE_KEY, TraceContext};
 
@@ -19,48 +24,6 @@ use crate::context::{ContextError, TRACEPARENT_KEY, TRACESTATE_KEY, TraceContext
 pub const TRACEPARENT_FIELD: &str = "_traceparent";
 /// The Redis Stream field that carries `tracestate`.
 pub const TRACESTATE_FIELD: &str = "_tracestate";
-
-/// Writes into HTTP headers, replacing a header already present. A key or value that is not
-/// a valid header is skipped (never the case for what [`inject`] writes).
-///
-/// ```
-/// use http::HeaderMap;
-/// use frame_tracking::{TraceContext, carrier::{HeaderInjector, inject}};
-///
-/// let context = TraceContext::from_traceparent(
-///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-/// )?;
-/// let mut headers = HeaderMap::new();
-/// inject(&context, &mut HeaderInjector(&mut headers));
-/// assert_eq!(
-///     headers["traceparent"],
-///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-/// );
-/// # Ok::<(), frame_tracking::ContextError>(())
-/// ```
-#[derive(Debug)]
-pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
-
-/// Reads from HTTP headers; a header repeated (as `tracestate` may be) yields every value
-/// in order.
-///
-/// ```
-/// use http::HeaderMap;
-/// use frame_tracking::carrier::{HeaderExtractor, extract};
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert(
-///     "traceparent",
-///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?,
-/// );
-/// headers.append("tracestate", "a=1".parse()?);
-/// headers.append("tracestate", "b=2".parse()?);
-/// let context = extract(&HeaderExtractor(&headers));
-/// assert_eq!(context.to_tracestate().as_deref(), Some("a=1,b=2"));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 /// Writes Redis Stream fields: key `k` becomes field `_k`, replacing an existing field of
 /// that name or appending a new one.
@@ -96,6 +59,30 @@ pub struct StreamFieldsInjector<'a>(pub &'a mut Vec<(String, String)>);
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct StreamFieldsExtractor<'a>(pub &'a [(String, String)]);
+
+/// Writes AMQP message headers (a lapin [`FieldTable`]) as long strings under the plain
+/// W3C names, replacing a header already present.
+///
+/// ```
+/// use lapin::types::FieldTable;
+/// use frame_tracking::{TraceContext, carrier::{AmqpHeadersExtractor, AmqpHeadersInjector, extract, inject}};
+///
+/// let context = TraceContext::from_traceparent(
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+/// )?;
+/// let mut headers = FieldTable::default();
+/// inject(&context, &mut AmqpHeadersInjector(&mut headers));
+/// assert!(headers.contains_key("traceparent"));
+/// assert_eq!(extract(&AmqpHeadersExtractor(&headers)), context);
+/// # Ok::<(), frame_tracking::ContextError>(())
+/// ```
+#[derive(Debug)]
+pub struct AmqpHeadersInjector<'a>(pub &'a mut FieldTable);
+
+/// Reads AMQP message headers: a header is read when it is a (long or short) string of
+/// UTF-8; other value types are invisible to propagation.
+#[derive(Debug, Clone, Copy)]
+pub struct AmqpHeadersExtractor<'a>(pub &'a FieldTable);
 
 /// Writes `context` into `injector` as `traceparent` and, when not empty, `tracestate`;
 /// writes nothing for an invalid context.
@@ -159,37 +146,6 @@ pub fn try_extract(extractor: &impl Extractor) -> Result<TraceContext, ContextEr
     TraceContext::from_headers(traceparent, &tracestate)
 }
 
-impl Injector for HeaderInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(key.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(HeaderName::as_str).collect()
-    }
-
-    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
-        let values: Vec<&str> = self
-            .0
-            .get_all(key)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect();
-        (!values.is_empty()).then_some(values)
-    }
-}
-
 impl Injector for StreamFieldsInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         let existing = self
@@ -229,11 +185,35 @@ impl Extractor for StreamFieldsExtractor<'_> {
     }
 }
 
+impl Injector for AmqpHeadersInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0
+            .insert(ShortString::from(key), AMQPValue::LongString(value.into()));
+    }
+}
+
+impl Extractor for AmqpHeadersExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0.inner().get(key)? {
+            AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok(),
+            AMQPValue::ShortString(value) => Some(value.as_str()),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.inner().keys().map(ShortString::as_str).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
-    use super::*;
+    use http::{HeaderMap, HeaderValue};
+
+    use crate::carrier::*;
+    use crate::context::{ContextError, TraceContext};
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const OTHER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
@@ -388,5 +368,26 @@ mod tests {
         let mut map = HashMap::new();
         inject(&context, &mut map);
         assert!(headers.is_empty() && fields.is_empty() && map.is_empty());
+    }
+
+    #[test]
+    fn amqp_headers_round_trip_and_ignore_other_value_types() {
+        let context = context_with_state();
+        let mut headers = FieldTable::default();
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
+        inject(&context, &mut AmqpHeadersInjector(&mut headers));
+        let extractor = AmqpHeadersExtractor(&headers);
+        assert_eq!(extractor.get("traceparent"), Some(VALID));
+        assert_eq!(extractor.get("x-delivery-count"), None);
+        assert_eq!(extract(&extractor), context);
+    }
+
+    #[test]
+    fn amqp_headers_without_context_extract_an_invalid_context() {
+        let headers = FieldTable::default();
+        assert_eq!(
+            try_extract(&AmqpHeadersExtractor(&headers)),
+            Err(ContextError::MissingTraceparent)
+        );
     }
 }

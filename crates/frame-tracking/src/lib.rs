@@ -6,10 +6,16 @@
 //!   older and newer readers both understand.
 //! - [`TraceContext`] ([`context`]): the W3C trace context of the work on a frame, on top
 //!   of the OpenTelemetry API, with a parser that follows the specification.
-//! - [`carrier`]: where a trace context travels (HTTP headers, maps, Redis Stream fields),
-//!   with [`inject`](carrier::inject) and [`extract`](carrier::extract).
+//! - [`carrier`]: where a trace context travels (HTTP headers, maps, Redis Stream fields,
+//!   AMQP headers), with [`inject`](carrier::inject) and [`extract`](carrier::extract).
+//! - [`FrameSpan`] ([`span`]): a span for the work on a frame, with `frame.id` and
+//!   `camera.id`, parented on the frame's trace context.
+//! - [`FrameQueue`] ([`queue`]): send frames through a queue (in memory, Redis Streams,
+//!   RabbitMQ) with their trace context, and receive them with ack, retry and dead letters.
+//! - [`guide`]: the integration guide, with examples that are compiled as doctests.
 //!
-//! The crate uses the OpenTelemetry API only, never the SDK: without a tracer installed
+//! The crate uses the OpenTelemetry API (through `tracing` and `tracing-opentelemetry`)
+//! only, never the SDK: without a tracer installed
 //! (telemetry disabled) every context is simply invalid and nothing fails.
 //!
 //! ```
@@ -38,8 +44,15 @@ pub mod carrier;
 pub mod context;
 pub mod id;
 pub mod metadata;
+pub mod queue;
+pub mod span;
 mod time;
+
+#[doc = include_str!("../../../docs/frame-tracking.md")]
+pub mod guide {}
 
 pub use crate::context::{ContextError, TraceContext};
 pub use crate::id::{FrameId, FrameIdError, FrameIdPart};
 pub use crate::metadata::{FRAME_METADATA_VERSION, FrameMetadata, MetadataError};
+pub use crate::queue::{Delivery, FrameQueue, QueueConfig, QueueError};
+pub use crate::span::FrameSpan;
