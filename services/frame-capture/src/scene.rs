@@ -220,7 +220,10 @@ impl Scene {
                     (side, side, pick(&BALL_COLORS, &mut rng))
                 }
             };
-            let (width, height) = (width.round().max(6.0) as u32, height.round().max(6.0) as u32);
+            let (width, height) = (
+                width.round().max(6.0) as u32,
+                height.round().max(6.0) as u32,
+            );
             let skin = (kind == ObjectKind::Person && rng.below(4) != 0)
                 .then(|| pick(&SKIN_TONES, &mut rng));
             // Speeds scale with the frame so motion looks the same at every resolution.
@@ -324,14 +327,7 @@ impl ObjectSpec {
                         fill_ellipse(image, cx, cy, rx, ry, skin);
                         let eye_r = (rx * 0.22).max(1.2);
                         for fx in [-0.42, 0.42] {
-                            fill_ellipse(
-                                image,
-                                cx + fx * rx,
-                                cy - ry * 0.2,
-                                eye_r,
-                                eye_r,
-                                DARK,
-                            );
+                            fill_ellipse(image, cx + fx * rx, cy - ry * 0.2, eye_r, eye_r, DARK);
                         }
                         let mouth_w = (rx * 0.9).round().max(2.0) as u32;
                         let mouth_h = (ry * 0.18).round().max(1.0) as u32;
@@ -388,7 +384,11 @@ fn render_background(config: &SceneConfig, rng: &mut SplitMix64) -> RgbImage {
         let grout = x % tile == 0 || y % tile == 0;
         let tile_shade = (hash3(salt, u64::from(tx), u64::from(ty)) % 24) as i32;
         let gradient = (y * 20 / config.height) as i32;
-        let base = if grout { 92 } else { 108 + tile_shade + gradient };
+        let base = if grout {
+            92
+        } else {
+            108 + tile_shade + gradient
+        };
         Rgb([
             clamp_u8(base + tint),
             clamp_u8(base + 3),
@@ -529,7 +529,9 @@ mod tests {
         for truth in &frame.truth {
             let b = truth.bbox;
             // The centre pixel of every object differs from a low-saturation background.
-            let pixel = frame.image.get_pixel(b.x + b.width / 2, b.y + b.height * 2 / 3);
+            let pixel = frame
+                .image
+                .get_pixel(b.x + b.width / 2, b.y + b.height * 2 / 3);
             let chroma = pixel.0.iter().max().unwrap() - pixel.0.iter().min().unwrap();
             assert!(chroma > 60, "{truth:?} {pixel:?}");
         }

@@ -100,8 +100,10 @@ impl Cameras {
         let stats = &mut state.stats;
         stats.frames_processed += 1;
         for stage in Stage::ALL {
-            *stats.detections.entry(stage.as_str().to_owned()).or_default() +=
-                result.detections.stage(stage).count as u64;
+            *stats
+                .detections
+                .entry(stage.as_str().to_owned())
+                .or_default() += result.detections.stage(stage).count as u64;
         }
         for (label, count) in &result.summary.labels {
             *stats.labels.entry(label.clone()).or_default() += *count as u64;
@@ -125,6 +127,8 @@ impl Cameras {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CameraState>> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -337,7 +337,10 @@ mod tests {
     #[test]
     fn a_raw_size_mismatch_names_both_sizes() {
         let message = invalid(request("rgb24", Some(vec![0; 23])));
-        assert!(message.contains("23 bytes") && message.contains("24 bytes"), "{message}");
+        assert!(
+            message.contains("23 bytes") && message.contains("24 bytes"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -359,7 +362,9 @@ mod tests {
 
     #[test]
     fn an_undecodable_png_is_unprocessable() {
-        let input = request("png", Some(b"not a png".to_vec())).validate().unwrap();
+        let input = request("png", Some(b"not a png".to_vec()))
+            .validate()
+            .unwrap();
         match input.decode() {
             Err(FrameError::Undecodable(message)) => assert!(message.contains("png"), "{message}"),
             other => panic!("{other:?}"),
@@ -376,6 +381,9 @@ mod tests {
             Err(FrameError::Invalid(message)) => message,
             other => panic!("{other:?}"),
         };
-        assert!(message.contains("5x2") && message.contains("4x2"), "{message}");
+        assert!(
+            message.contains("5x2") && message.contains("4x2"),
+            "{message}"
+        );
     }
 }

@@ -115,7 +115,10 @@ impl Processor {
         outcome
     }
 
-    async fn process_in_span(self: &Arc<Self>, input: FrameInput) -> Result<FrameResult, ProcessError> {
+    async fn process_in_span(
+        self: &Arc<Self>,
+        input: FrameInput,
+    ) -> Result<FrameResult, ProcessError> {
         let _slot = self
             .slots
             .acquire()

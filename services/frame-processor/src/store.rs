@@ -76,9 +76,10 @@ impl ResultStore {
 
     fn evict(&self, inner: &mut Inner, now: Instant) {
         let Inner { by_id, order } = inner;
-        let is_current = |by_id: &HashMap<String, (Instant, FrameResult)>, at: &Instant, id: &str| {
-            by_id.get(id).is_some_and(|(stored_at, _)| stored_at == at)
-        };
+        let is_current =
+            |by_id: &HashMap<String, (Instant, FrameResult)>, at: &Instant, id: &str| {
+                by_id.get(id).is_some_and(|(stored_at, _)| stored_at == at)
+            };
         // A frame stored again leaves its older entry in `order`; drop those in bulk so
         // re-deliveries cannot grow it.
         if order.len() > 2 * self.limits.max_frames.max(1) {
@@ -100,7 +101,9 @@ impl ResultStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves consistent maps behind; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -144,7 +144,10 @@ mod tests {
         let faces = detect(&image);
         assert_eq!(faces.len(), 1, "{faces:?}");
         let bbox = faces[0].bbox;
-        assert!((27..=29).contains(&bbox.x) && (26..=28).contains(&bbox.y), "{bbox:?}");
+        assert!(
+            (27..=29).contains(&bbox.x) && (26..=28).contains(&bbox.y),
+            "{bbox:?}"
+        );
         assert!(faces[0].confidence > 0.9, "{faces:?}");
     }
 
@@ -157,7 +160,12 @@ mod tests {
 
     #[test]
     fn vivid_non_skin_colours_are_not_skin() {
-        for color in [[200, 60, 50], [220, 180, 30], [240, 140, 20], [210, 50, 200]] {
+        for color in [
+            [200, 60, 50],
+            [220, 180, 30],
+            [240, 140, 20],
+            [210, 50, 200],
+        ] {
             assert!(!is_skin(&Rgb(color)), "{color:?}");
         }
         assert!(is_skin(&Rgb(SKIN)));

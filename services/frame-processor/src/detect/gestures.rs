@@ -35,7 +35,11 @@ impl Default for GestureDetector {
 /// The gesture a shift (`dx`, `dy`, y pointing down) is, by its dominant axis.
 pub fn swipe(dx: f64, dy: f64) -> &'static str {
     if dx.abs() >= dy.abs() {
-        if dx >= 0.0 { "swipe_right" } else { "swipe_left" }
+        if dx >= 0.0 {
+            "swipe_right"
+        } else {
+            "swipe_left"
+        }
     } else if dy >= 0.0 {
         "swipe_down"
     } else {

@@ -172,7 +172,10 @@ pub fn downscale(image: &RgbImage, factor: u32) -> RgbImage {
     if factor == 1 {
         return image.clone();
     }
-    let (w, h) = ((image.width() / factor).max(1), (image.height() / factor).max(1));
+    let (w, h) = (
+        (image.width() / factor).max(1),
+        (image.height() / factor).max(1),
+    );
     let area = factor * factor;
     RgbImage::from_fn(w, h, |x, y| {
         let mut sum = [0u32; 3];

@@ -1,0 +1,6 @@
+//! Integration tests of the frame-processor: its HTTP API end to end.
+
+mod accuracy;
+mod helpers;
+mod metrics;
+mod process;
