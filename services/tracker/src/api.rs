@@ -133,13 +133,9 @@ async fn journey(
 ) -> Result<ApiJson<Journey>, ApiError> {
     let frame_id = parse_frame_id(&id)?;
     let events = state.store.journey(&frame_id).await.map_err(store_error)?;
-    Journey::from_events(
-        frame_id,
-        events,
-        state.config.trace_url_template.as_ref(),
-    )
-    .map(ApiJson)
-    .ok_or_else(|| ApiError::not_found(format!("no events for frame {frame_id}")))
+    Journey::from_events(frame_id, events, state.config.trace_url_template.as_ref())
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::not_found(format!("no events for frame {frame_id}")))
 }
 
 async fn search_frames(
@@ -181,11 +177,7 @@ async fn camera_stats(
 
 async fn health(State(state): State<AppState>) -> Result<ApiJson<HealthResponse>, ApiError> {
     let store = state.store.status().await.map_err(|error| {
-        ApiError::unavailable(
-            "store_unavailable",
-            "the event store is unreachable",
-            error,
-        )
+        ApiError::unavailable("store_unavailable", "the event store is unreachable", error)
     })?;
     Ok(ApiJson(HealthResponse {
         status: "ok",
@@ -217,7 +209,9 @@ pub fn parse_frame_query(params: &HashMap<String, String>) -> Result<FrameQuery,
         ..FrameQuery::default()
     };
     let invalid = |name: &str, expected: &str| {
-        ApiError::bad_request(format!("invalid query parameter {name}: expected {expected}"))
+        ApiError::bad_request(format!(
+            "invalid query parameter {name}: expected {expected}"
+        ))
     };
     for (name, value) in params {
         match name.as_str() {

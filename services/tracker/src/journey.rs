@@ -124,10 +124,7 @@ impl Journey {
             .map(|s| s.event.end_unix_nanos)
             .max()
             .unwrap_or(start);
-        let status = if stored
-            .iter()
-            .any(|s| s.event.status == EventStatus::Error)
-        {
+        let status = if stored.iter().any(|s| s.event.status == EventStatus::Error) {
             FrameStatus::Failed
         } else {
             FrameStatus::Ok

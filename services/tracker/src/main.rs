@@ -46,11 +46,7 @@ async fn serve() -> anyhow::Result<()> {
     let app = App::build(config, &telemetry)
         .await
         .context("cannot start the tracker")?;
-    tracing::info!(
-        port = app.port(),
-        grpc_port = app.grpc_port(),
-        "listening"
-    );
+    tracing::info!(port = app.port(), grpc_port = app.grpc_port(), "listening");
     // One plain line for scripts and tests that start the binary on port 0.
     eprintln!(
         "tracker listening on {} (OTLP/gRPC on {})",

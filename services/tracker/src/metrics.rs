@@ -18,7 +18,8 @@ use telemetry::metrics::{Catalog, MetricDef, MetricKind, MetricUnit};
 pub const SPANS_RECEIVED: &str = "tracker_ingest_spans_received_total";
 /// Spans without `frame.id`: counted and dropped.
 pub const SPANS_DROPPED: &str = "tracker_ingest_spans_dropped_total";
-/// Spans or JSON events refused as invalid (unparsable `frame.id`, bad ids or times).
+/// Spans rejected as invalid (unparsable `frame.id`, bad ids or times), or JSON requests
+/// refused.
 pub const REJECTED: &str = "tracker_ingest_rejected_total";
 /// Events acknowledged to producers (committed), by transport.
 pub const EVENTS_ACCEPTED: &str = "tracker_ingest_events_accepted_total";
@@ -77,7 +78,7 @@ pub static CATALOG: Catalog = Catalog {
             REJECTED,
             MetricKind::Counter,
             MetricUnit::Count,
-            "Spans or JSON events rejected as invalid (unparsable frame.id, bad ids or times).",
+            "Spans rejected as invalid (unparsable frame.id, bad ids or times), or JSON requests refused.",
             &["transport"],
         ),
         MetricDef::new(
@@ -234,7 +235,7 @@ impl TrackerMetrics {
         counters.rejected.increment(rejected);
     }
 
-    /// Counts JSON events rejected as invalid.
+    /// Counts refused JSON requests.
     pub fn rejected(&self, transport: Transport, events: u64) {
         self.per_transport[transport.index()]
             .rejected
@@ -343,7 +344,10 @@ mod tests {
             text.contains("tracker_ingest_batch_events_bucket{le=\"1024\"} 2\n"),
             "{text}"
         );
-        assert!(text.contains("tracker_ingest_batch_events_sum 603\n"), "{text}");
+        assert!(
+            text.contains("tracker_ingest_batch_events_sum 603\n"),
+            "{text}"
+        );
         let families = telemetry::metrics::catalog::parse_exposition(&text);
         assert_eq!(families[APPEND_DURATION].kind, "histogram");
     }

@@ -48,7 +48,10 @@ pub fn render(journey: &Journey) -> String {
 
     let service_width = column_width(
         "service",
-        journey.events.iter().map(|e| e.event.event.service.as_str()),
+        journey
+            .events
+            .iter()
+            .map(|e| e.event.event.service.as_str()),
     );
     let stage_width = column_width(
         "~ gap",
@@ -282,7 +285,10 @@ mod tests {
         assert!(lines[2].starts_with("service"), "{text}");
         assert!(lines[3].starts_with("frame-capture"), "{text}");
         assert!(lines[3].contains("|####    "), "{text}");
-        assert!(lines[4].contains("~ gap") && lines[4].contains("queue wait"), "{text}");
+        assert!(
+            lines[4].contains("~ gap") && lines[4].contains("queue wait"),
+            "{text}"
+        );
         assert!(lines[4].contains("4.0 ms"), "{text}");
         assert!(lines[6].contains("error: decoder failed"), "{text}");
         assert!(lines[6].contains('!'), "{text}");

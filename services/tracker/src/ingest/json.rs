@@ -258,7 +258,10 @@ mod tests {
     #[test]
     fn bodies_of_the_wrong_shape_are_refused() {
         assert_eq!(parse_events(b"[]"), Err(JsonEventsError::Shape));
-        assert!(matches!(parse_events(b"{"), Err(JsonEventsError::Syntax(_))));
+        assert!(matches!(
+            parse_events(b"{"),
+            Err(JsonEventsError::Syntax(_))
+        ));
         assert_eq!(
             parse_events(br#"{"events": [], "x": 1}"#),
             Err(JsonEventsError::Shape)
