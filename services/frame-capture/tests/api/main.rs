@@ -1,0 +1,5 @@
+//! Integration tests of the capture service: delivery, back-pressure, `/stats`, `/metrics`.
+
+mod delivery;
+mod helpers;
+mod metrics;
