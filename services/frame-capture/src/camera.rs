@@ -87,14 +87,15 @@ impl Camera {
     pub async fn capture(self: &Arc<Self>, sequence: u64) -> Result<FrameId, CaptureError> {
         let frame_id = FrameId::generate(&self.camera_id, SOURCE)?;
         let (width, height) = (self.scene.config().width, self.scene.config().height);
+        // Integers are recorded as i64: OpenTelemetry has no unsigned attribute type.
         let span = tracing::info_span!(
             parent: None,
             "capture",
             frame.id = %frame_id,
             camera.id = %self.camera_id,
-            frame.sequence = sequence,
-            frame.width = width,
-            frame.height = height,
+            frame.sequence = sequence as i64,
+            frame.width = i64::from(width),
+            frame.height = i64::from(height),
             frame.format = self.encoding.as_str(),
             frame.size_bytes = Empty,
             objects.count = Empty,
@@ -134,8 +135,8 @@ impl Camera {
         .await
         .map_err(|error| CaptureError::Render(error.to_string()))??;
         let current = tracing::Span::current();
-        current.record("frame.size_bytes", frame.encoded.len());
-        current.record("objects.count", frame.truth.len());
+        current.record("frame.size_bytes", frame.encoded.len() as i64);
+        current.record("objects.count", frame.truth.len() as i64);
         if let Some(counters) = self.stats.camera(self.index) {
             counters.captured(frame.encoded.len() as u64, &frame.truth);
         }

@@ -5,6 +5,7 @@
 //! ├── detect_objects  ┐          frame.id, camera.id, detections.count/labels/max_confidence
 //! ├── detect_faces    ├ parallel (one scoped thread each, inside spawn_blocking)
 //! ├── detect_gestures ┘
+//! ├── decode_frame               frame.id, camera.id, frame.format (before the stages)
 //! └── store_result               frame.id, camera.id, store.frames
 //! ```
 //!
@@ -89,12 +90,13 @@ impl Processor {
 
     /// Processes one frame: decode, detect (stages in parallel), store.
     pub async fn process(self: &Arc<Self>, input: FrameInput) -> Result<FrameResult, ProcessError> {
+        // Integers are recorded as i64: OpenTelemetry has no unsigned attribute type.
         let span = tracing::info_span!(
             "process_frame",
             frame.id = %input.frame_id,
             camera.id = %input.camera_id,
-            frame.width = input.width,
-            frame.height = input.height,
+            frame.width = i64::from(input.width),
+            frame.height = i64::from(input.height),
             frame.format = input.format.as_str(),
             detections.total = Empty,
             error.type = Empty,
@@ -155,7 +157,7 @@ impl Processor {
             result.duration_ms += elapsed.as_secs_f64() * 1000.0;
         }
         let summary = summarise(&detections);
-        Span::current().record("detections.total", summary.total_detections);
+        Span::current().record("detections.total", summary.total_detections as i64);
         let result = FrameResult {
             frame_id: input.frame_id.to_string(),
             camera_id: input.camera_id.clone(),
@@ -180,9 +182,7 @@ impl Processor {
         input: &FrameInput,
         previous: Option<Arc<Thumbnail>>,
     ) -> Result<Analysis, ProcessError> {
-        let decode_started = Instant::now();
-        let image = input.decode()?;
-        metrics::stage_duration("decode", decode_started.elapsed());
+        let image = decode_frame(input)?;
         let stage_input = StageInput::new(&image, previous);
         let parent = Span::current();
         let frame_id = input.frame_id.to_string();
@@ -228,7 +228,7 @@ impl Processor {
         let started = Instant::now();
         self.store.insert(result.clone());
         self.cameras.record(input.frame_id, thumbnail, result);
-        span.record("store.frames", self.store.len());
+        span.record("store.frames", self.store.len() as i64);
         metrics::stage_duration("store", started.elapsed());
     }
 
@@ -241,6 +241,20 @@ impl Processor {
     pub fn camera_stats(&self, camera_id: &str) -> Option<CameraStats> {
         self.cameras.stats(camera_id)
     }
+}
+
+/// Decodes the pixels in a span of its own: the frame-aware `#[tracing::instrument]`
+/// pattern, for any function that works on one frame.
+#[tracing::instrument(
+    name = "decode_frame",
+    skip_all,
+    fields(frame.id = %input.frame_id, camera.id = %input.camera_id, frame.format = input.format.as_str()),
+)]
+fn decode_frame(input: &FrameInput) -> Result<image::RgbImage, FrameError> {
+    let started = Instant::now();
+    let image = input.decode()?;
+    metrics::stage_duration("decode", started.elapsed());
+    Ok(image)
 }
 
 fn run_stage(
@@ -260,7 +274,7 @@ fn run_stage(
         .iter()
         .map(|d| f64::from(d.confidence))
         .fold(0.0, f64::max);
-    span.record("detections.count", detections.len());
+    span.record("detections.count", detections.len() as i64);
     span.record("detections.labels", labels.join(","));
     span.record("detections.max_confidence", max_confidence);
     tracing::debug!(count = detections.len(), "stage finished");

@@ -4,3 +4,4 @@ mod accuracy;
 mod helpers;
 mod metrics;
 mod process;
+mod traces;
