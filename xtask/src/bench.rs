@@ -73,6 +73,7 @@ const TARGET_RSS_DELTA_MB: f64 = 5.0;
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     match args.split_first() {
         Some((name, rest)) if name == "middleware" => middleware(rest),
+        Some((name, rest)) if name == "tracker-ingest" => crate::bench_tracker_ingest::run(rest),
         Some((name, _)) if name == "-h" || name == "--help" => {
             println!("{USAGE}");
             Ok(())

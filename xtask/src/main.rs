@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_tracker_ingest;
 mod codegen;
 mod demo;
 mod provision;
