@@ -568,3 +568,82 @@ fn database_url_with_name(url: &str, name: &str) -> String {
     }
     new
 }
+
+/// A TCP proxy in front of a server that can be cut off: while down, existing
+/// connections are closed and new ones are accepted and closed at once.
+pub(crate) struct CutProxy {
+    pub(crate) port: u16,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl CutProxy {
+    /// Forwards `127.0.0.1:<port>` to `upstream` (`host:port`).
+    pub(crate) async fn start(upstream: String) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !*watch.borrow() {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let mut down = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        CutProxy { port, up }
+    }
+
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// `url` (a PostgreSQL URL) pointing at `127.0.0.1:port` instead of its host and port.
+pub(crate) fn database_url_via(url: &str, port: u16) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    format!(
+        "{}{userinfo}127.0.0.1:{port}{}",
+        &url[..scheme_end],
+        &rest[authority_end..]
+    )
+}
+
+/// The tracker in process over PostgreSQL at `database_url`.
+pub(crate) async fn spawn_app_on_postgres(database_url: &str) -> TestApp {
+    let data = TempDir::new("tracker-api-pg");
+    let vars = vec![
+        ("PORT", "0"),
+        ("OTLP_GRPC_PORT", "0"),
+        ("DATABASE_URL", database_url),
+    ];
+    let config = Config::from_env(&Env::from_map(vars)).unwrap();
+    let telemetry = quiet_telemetry();
+    let app = App::build(config, &telemetry).await.unwrap();
+    let url = app.url();
+    let grpc_url = app.grpc_url();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        url,
+        grpc_url,
+        http: reqwest::Client::new(),
+        _data: data,
+        _telemetry: telemetry,
+    }
+}

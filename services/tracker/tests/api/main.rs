@@ -11,3 +11,4 @@ mod ingest_http;
 mod metrics;
 mod query;
 mod telemetry_e2e;
+mod unavailable;
