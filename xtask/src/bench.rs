@@ -74,11 +74,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     match args.split_first() {
         Some((name, rest)) if name == "middleware" => middleware(rest),
         Some((name, rest)) if name == "tracker-ingest" => crate::bench_tracker_ingest::run(rest),
+        Some((name, rest)) if name == "tracking" => crate::bench_tracking::run(rest),
         Some((name, _)) if name == "-h" || name == "--help" => {
             println!("{USAGE}");
             Ok(())
         }
-        Some((name, _)) => bail!("unknown benchmark `{name}`; available: middleware\n{USAGE}"),
+        Some((name, _)) => {
+            bail!("unknown benchmark `{name}`; available: middleware, tracking\n{USAGE}")
+        }
         None => bail!("name a benchmark\n{USAGE}"),
     }
 }

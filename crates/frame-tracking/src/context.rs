@@ -222,13 +222,20 @@ impl TraceContext {
     /// assert_eq!(TraceContext::default().to_traceparent(), None);
     /// ```
     pub fn to_traceparent(&self) -> Option<String> {
+        // Hex by hand into one allocation: this runs for every message sent, and
+        // `format!` through the ids' `Display` costs several times as much.
         self.is_valid().then(|| {
-            format!(
-                "00-{}-{}-{:02x}",
-                self.trace_id(),
-                self.span_id(),
-                self.trace_flags().to_u8() & KNOWN_FLAGS
-            )
+            let mut traceparent = String::with_capacity(TRACEPARENT_LEN);
+            traceparent.push_str("00-");
+            push_hex(&mut traceparent, &self.trace_id().to_bytes());
+            traceparent.push('-');
+            push_hex(&mut traceparent, &self.span_id().to_bytes());
+            traceparent.push('-');
+            push_hex(
+                &mut traceparent,
+                &[self.trace_flags().to_u8() & KNOWN_FLAGS],
+            );
+            traceparent
         })
     }
 
@@ -284,7 +291,11 @@ impl TraceContext {
         tracestate: &[&str],
     ) -> Result<TraceContext, ContextError> {
         let (trace_id, span_id, flags) = parse_traceparent(traceparent)?;
-        let trace_state = parse_tracestate(tracestate).unwrap_or_default();
+        let trace_state = if tracestate.is_empty() {
+            TraceState::NONE
+        } else {
+            parse_tracestate(tracestate).unwrap_or_default()
+        };
         Ok(TraceContext::new(SpanContext::new(
             trace_id,
             span_id,
@@ -492,6 +503,15 @@ fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), Conte
         SpanId::from(span_id as u64),
         TraceFlags::new(flags as u8 & KNOWN_FLAGS),
     ))
+}
+
+/// Appends `bytes` as lowercase hex.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// Lowercase hex digits (at most 32) to a number; `None` for any other byte.
