@@ -80,7 +80,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         Some((name, _)) => {
-            bail!("unknown benchmark `{name}`; available: middleware, tracking\n{USAGE}")
+            bail!(
+                "unknown benchmark `{name}`; available: middleware, tracker-ingest, tracking\n{USAGE}"
+            )
         }
         None => bail!("name a benchmark\n{USAGE}"),
     }

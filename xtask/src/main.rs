@@ -31,7 +31,7 @@ Subcommands:
   test [cargo test args]   fmt check (when CI is set), clippy, codegen --check, start the
                            test servers (Redis, PostgreSQL, RabbitMQ, promtool), then
                            `cargo test --workspace`; e.g. `cargo xtask test -p telemetry`
-  bench <name> [args]      run a named benchmark: middleware, tracking
+  bench <name> [args]      run a named benchmark: middleware, tracker-ingest, tracking
   demo [args]              run the services together on this machine
   codegen [--check]        regenerate the generated files, or check they are up to date
   help                     print this help
