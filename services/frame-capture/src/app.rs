@@ -47,7 +47,7 @@ impl App {
     pub async fn build(config: Config, telemetry: &Telemetry) -> Result<App, BuildError> {
         let server = Server::bind(&config.listen).await?;
         let stats = Arc::new(Stats::new(&config.cameras));
-        let delivery = Delivery::from_config(&config.delivery, telemetry)?;
+        let delivery = Delivery::from_config(&config.delivery, telemetry).await?;
         let mut cameras = Vec::with_capacity(config.cameras.len());
         for index in 0..config.cameras.len() {
             let scene = Scene::new(SceneConfig {

@@ -9,16 +9,19 @@
 //! | `OBJECTS` | `3` | moving objects per camera (1 to 6) |
 //! | `SEED` | `1` | scene seed; camera *n* uses `SEED + n` |
 //! | `FORMAT` | `png` | pixel encoding sent: `png` or `rgb24` |
-//! | `DELIVERY` | `http` | `http` (`POST {PROCESSOR_URL}/process`) |
+//! | `DELIVERY` | `http` | `http` (`POST {PROCESSOR_URL}/process`), `redis` or `amqp` |
 //! | `PROCESSOR_URL` | `http://127.0.0.1:8080` | the processor |
-//! | `DELIVERY_TIMEOUT` | `10s` | per-frame delivery timeout |
+//! | `DELIVERY_TIMEOUT` | `10s` | per-frame delivery timeout (HTTP) |
+//! | `REDIS_URL` | `redis://127.0.0.1:6379` | with `DELIVERY=redis` (a secret: never logged) |
+//! | `AMQP_URL` | `amqp://127.0.0.1:5672/%2f` | with `DELIVERY=amqp` (a secret) |
+//! | `QUEUE_NAME` | `frames:queue` | the Redis stream or RabbitMQ queue |
 //! | `MAX_IN_FLIGHT` | `4` | frames per camera being delivered at once; more are dropped |
 //! | `DURATION` | unset | stop capturing after this long (unset: until stopped) |
 
 use std::time::Duration;
 
 use frame_tracking::FrameId;
-use service_kit::env::{Env, EnvError};
+use service_kit::env::{Env, EnvError, Secret};
 use service_kit::serve::ListenConfig;
 
 /// The default port.
@@ -34,6 +37,45 @@ pub enum DeliveryConfig {
         /// Per-frame timeout.
         timeout: Duration,
     },
+    /// A frame-tracking queue the processor consumes.
+    Queue(QueueTarget),
+}
+
+/// Which broker carries frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// Redis Streams.
+    Redis,
+    /// RabbitMQ.
+    Amqp,
+}
+
+/// A queue to send frames to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTarget {
+    /// The broker.
+    pub kind: QueueKind,
+    /// The broker URL (may carry credentials).
+    pub url: Secret,
+    /// The stream or queue name.
+    pub name: String,
+}
+
+impl QueueTarget {
+    /// Reads `REDIS_URL` or `AMQP_URL` and `QUEUE_NAME` for `kind`.
+    pub fn from_env(env: &Env, kind: QueueKind) -> QueueTarget {
+        let (var, default) = match kind {
+            QueueKind::Redis => ("REDIS_URL", "redis://127.0.0.1:6379"),
+            QueueKind::Amqp => ("AMQP_URL", "amqp://127.0.0.1:5672/%2f"),
+        };
+        QueueTarget {
+            kind,
+            url: env.secret(var).unwrap_or_else(|| Secret::new(default)),
+            name: env
+                .string("QUEUE_NAME")
+                .unwrap_or_else(|| "frames:queue".to_owned()),
+        }
+    }
 }
 
 /// How pixels are encoded in the request body.
@@ -115,12 +157,13 @@ impl Config {
             "rgb24" => Encoding::Rgb24,
             _ => Encoding::Png,
         };
-        // Queue deliveries (redis, amqp) join this list when frame-tracking's queue
-        // adapters are wired in.
-        env.choice_or("DELIVERY", &["http"], "http")?;
-        let delivery = DeliveryConfig::Http {
-            url: processor_url(env)?,
-            timeout: env.duration_or("DELIVERY_TIMEOUT", Duration::from_secs(10))?,
+        let delivery = match env.choice_or("DELIVERY", &["http", "redis", "amqp"], "http")? {
+            "redis" => DeliveryConfig::Queue(QueueTarget::from_env(env, QueueKind::Redis)),
+            "amqp" => DeliveryConfig::Queue(QueueTarget::from_env(env, QueueKind::Amqp)),
+            _ => DeliveryConfig::Http {
+                url: processor_url(env)?,
+                timeout: env.duration_or("DELIVERY_TIMEOUT", Duration::from_secs(10))?,
+            },
         };
         let max_in_flight: usize = env.parse_or("MAX_IN_FLIGHT", 4, "a positive integer")?;
         if max_in_flight == 0 {
@@ -249,6 +292,8 @@ mod tests {
                 "{var}={value}"
             );
         }
+        let queue = config(&[("DELIVERY", "redis"), ("REDIS_URL", "redis://:pw@h:1")]).unwrap();
+        assert!(!format!("{queue:?}").contains("pw"));
         let error = config(&[("PROCESSOR_URL", "http://user:pw@host")]).unwrap_err();
         assert!(!error.to_string().contains("pw"), "{error}");
     }

@@ -1,17 +1,21 @@
 //! Delivery of captured frames to the processor.
 //!
-//! HTTP (`POST {PROCESSOR_URL}/process`) through the telemetry client, so each request has
-//! a client span (a child of the frame's `capture` span) and carries `traceparent`: the
-//! processor's spans join the frame's trace.
+//! - HTTP (`POST {PROCESSOR_URL}/process`) through the telemetry client, so each request
+//!   has a client span (a child of the frame's `capture` span) and carries `traceparent`:
+//!   the processor's spans join the frame's trace.
+//! - A frame-tracking [`FrameQueue`] (Redis Streams or RabbitMQ): the metadata and the
+//!   encoded pixels as payload; the queue's producer span is a child of `capture` and its
+//!   context travels in the message.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use frame_tracking::FrameMetadata;
+use frame_tracking::queue::{FrameQueue, QueueError, RabbitMqConfig, RedisConfig};
 use serde_json::json;
 use telemetry::Telemetry;
 
-use crate::config::{DeliveryConfig, Encoding};
+use crate::config::{DeliveryConfig, Encoding, QueueKind, QueueTarget};
 use crate::scene::GroundTruth;
 
 /// A frame ready to deliver.
@@ -36,6 +40,9 @@ pub enum DeliveryError {
     /// The processor was unreachable or too slow.
     #[error("cannot reach the processor: {0}")]
     Transport(String),
+    /// The queue failed.
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
     /// The processor answered with an error.
     #[error("the processor answered {status}: {body}")]
     Rejected {
@@ -51,6 +58,8 @@ pub enum DeliveryError {
 pub enum Delivery {
     /// `POST /process` on the processor.
     Http(HttpDelivery),
+    /// A frame queue the processor consumes.
+    Queue(FrameQueue),
 }
 
 /// HTTP delivery.
@@ -62,7 +71,9 @@ pub struct HttpDelivery {
 
 impl Delivery {
     /// The delivery `config` describes, instrumented by `telemetry`.
-    pub fn from_config(
+    ///
+    /// A queue is connected (and declared) here, so an unreachable broker stops startup.
+    pub async fn from_config(
         config: &DeliveryConfig,
         telemetry: &Telemetry,
     ) -> Result<Delivery, DeliveryError> {
@@ -70,6 +81,7 @@ impl Delivery {
             DeliveryConfig::Http { url, timeout } => {
                 Ok(Delivery::Http(HttpDelivery::new(url, *timeout, telemetry)?))
             }
+            DeliveryConfig::Queue(target) => Ok(Delivery::Queue(connect(target).await?)),
         }
     }
 
@@ -77,6 +89,10 @@ impl Delivery {
     pub async fn deliver(&self, frame: &CapturedFrame) -> Result<(), DeliveryError> {
         match self {
             Delivery::Http(http) => http.deliver(frame).await,
+            Delivery::Queue(queue) => {
+                queue.send(&frame.metadata, &frame.encoded).await?;
+                Ok(())
+            }
         }
     }
 }
@@ -119,6 +135,18 @@ impl HttpDelivery {
             body,
         })
     }
+}
+
+/// Connects the queue `target` names; the Redis consumer group is the processor's.
+pub async fn connect(target: &QueueTarget) -> Result<FrameQueue, QueueError> {
+    let url = target.url.expose();
+    let config = match target.kind {
+        QueueKind::Redis => {
+            RedisConfig::new(url, &target.name, "frame-processor", "frame-capture").into()
+        }
+        QueueKind::Amqp => RabbitMqConfig::new(url, &target.name).into(),
+    };
+    FrameQueue::connect(config).await
 }
 
 /// The processor's `POST /process` body: its own fields plus the frame's metadata.

@@ -9,12 +9,14 @@
 //! | `STORE_MAX_AGE` | `1h` | results older than this are dropped |
 //! | `MAX_CAMERAS` | `256` | cameras whose statistics and history are kept |
 //! | `MAX_CONCURRENT_FRAMES` | CPU count | frames analysed at the same time |
+//! | `QUEUE` | `none` | also consume a queue: `redis` or `amqp` (see [`QueueSource`]) |
 
 use std::time::Duration;
 
 use service_kit::env::{Env, EnvError};
 use service_kit::serve::ListenConfig;
 
+use crate::consumer::QueueSource;
 use crate::pipeline::ProcessorLimits;
 use crate::store::StoreLimits;
 
@@ -31,6 +33,8 @@ pub struct Config {
     pub listen: ListenConfig,
     /// Bounds of the processor.
     pub limits: ProcessorLimits,
+    /// The queue to consume besides HTTP, if any.
+    pub queue: Option<QueueSource>,
 }
 
 impl Config {
@@ -49,6 +53,7 @@ impl Config {
                 max_cameras: positive(env, "MAX_CAMERAS", 256)?,
                 max_concurrent_frames: positive(env, "MAX_CONCURRENT_FRAMES", cpus)?,
             },
+            queue: QueueSource::from_env(env)?,
         })
     }
 }

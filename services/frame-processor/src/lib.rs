@@ -13,6 +13,7 @@
 //! - [`model`]: wire types and request validation.
 //! - [`pipeline`]: one frame's processing, its spans and metrics.
 //! - [`detect`]: the detectors.
+//! - [`consumer`]: the optional queue consumer (Redis Streams, RabbitMQ).
 //! - [`store`], [`cameras`]: bounded result store and per-camera state.
 //! - [`simulate`]: server-side synthetic frames.
 //! - [`metrics`]: the metric catalog.
@@ -23,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod cameras;
 pub mod config;
+pub mod consumer;
 pub mod detect;
 pub mod metrics;
 pub mod model;

@@ -197,3 +197,76 @@ impl Drop for ProcessorProcess {
         let _ = self.child.wait();
     }
 }
+
+/// One OTLP sink for the test binary and process-wide telemetry exporting to it as
+/// service `frame-capture` (the camera code runs in this process). Installed once: the
+/// `tracing` subscriber is global.
+pub(crate) struct Harness {
+    pub(crate) sink: otlp_sink::OtlpSink,
+    pub(crate) telemetry: Telemetry,
+}
+
+pub(crate) fn harness() -> &'static Harness {
+    static HARNESS: std::sync::OnceLock<Harness> = std::sync::OnceLock::new();
+    HARNESS.get_or_init(|| {
+        // The sink lives on its own runtime, which outlives every test's runtime.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("a runtime for the sink");
+            runtime.block_on(async move {
+                let sink = otlp_sink::OtlpSink::start().await.expect("the sink starts");
+                sender.send(sink).expect("the test waits for the sink");
+                std::future::pending::<()>().await;
+            });
+        });
+        let sink = receiver.recv().expect("the sink thread sends the sink");
+        let vars = std::collections::HashMap::from([
+            ("OTEL_SERVICE_NAME", "frame-capture".to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+            ("OTEL_METRICS_EXPORTER", "none".to_owned()),
+            ("OTEL_LOGS_EXPORTER", "none".to_owned()),
+        ]);
+        let config =
+            TelemetryConfig::from_lookup(|name| vars.get(name).cloned()).expect("telemetry config");
+        let telemetry = Telemetry::start(telemetry::service_info!(), config, Globals::Install)
+            .expect("telemetry starts");
+        Harness { sink, telemetry }
+    })
+}
+
+/// A name no other test run uses (queues and consumer groups live on shared servers).
+pub(crate) fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    format!("{prefix}:{}:{nanos}", std::process::id())
+}
+
+/// A camera of the capture service delivering through `delivery`.
+pub(crate) fn camera(
+    camera_id: &str,
+    delivery: frame_capture::delivery::Delivery,
+) -> (
+    Arc<frame_capture::camera::Camera>,
+    Arc<frame_capture::stats::Stats>,
+) {
+    let scene = frame_capture::scene::Scene::new(frame_capture::scene::SceneConfig {
+        width: 320,
+        height: 240,
+        objects: 3,
+        seed: 21,
+    })
+    .expect("scene");
+    let stats = Arc::new(frame_capture::stats::Stats::new(&[camera_id.to_owned()]));
+    let camera = frame_capture::camera::Camera::new(
+        0,
+        scene,
+        frame_capture::config::Encoding::Png,
+        delivery,
+        stats.clone(),
+    )
+    .expect("camera 0");
+    (Arc::new(camera), stats)
+}

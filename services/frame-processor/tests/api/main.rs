@@ -4,4 +4,5 @@ mod accuracy;
 mod helpers;
 mod metrics;
 mod process;
+mod queue;
 mod traces;

@@ -2,19 +2,13 @@
 //! (the real camera and delivery code, exporting to an in-process OTLP sink), the
 //! processor is its real binary exporting to the same sink.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use frame_capture::camera::Camera;
-use frame_capture::config::{DeliveryConfig, Encoding};
+use frame_capture::config::DeliveryConfig;
 use frame_capture::delivery::Delivery;
-use frame_capture::scene::{Scene, SceneConfig};
-use frame_capture::stats::Stats;
-use otlp_sink::{OtlpSink, ReceivedSpan, SpanKind};
-use telemetry::{Globals, Telemetry, TelemetryConfig};
+use otlp_sink::{ReceivedSpan, SpanKind};
 
-use crate::helpers::ProcessorProcess;
+use crate::helpers::{Harness, ProcessorProcess, camera, harness};
 
 /// The frame-work spans, which must all carry `frame.id`; the HTTP client and server
 /// spans of the telemetry layer are transport spans without it.
@@ -28,24 +22,7 @@ const FRAME_SPANS: [&str; 7] = [
     "store_result",
 ];
 
-fn capture_telemetry(sink: &OtlpSink) -> Telemetry {
-    let vars = HashMap::from([
-        ("OTEL_SERVICE_NAME", "frame-capture".to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.grpc_endpoint()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
-        ("OTEL_METRICS_EXPORTER", "none".to_owned()),
-        ("OTEL_LOGS_EXPORTER", "none".to_owned()),
-    ]);
-    let config =
-        TelemetryConfig::from_lookup(|name| vars.get(name).cloned()).expect("telemetry config");
-    // The only test of this binary that installs process-wide telemetry: the camera's
-    // spans are `tracing` spans and need the global subscriber.
-    Telemetry::start(telemetry::service_info!(), config, Globals::Install)
-        .expect("telemetry starts")
-}
-
-fn one<'a>(spans: &'a [ReceivedSpan], name: &str, frame_id: &str) -> &'a ReceivedSpan {
+pub(crate) fn one<'a>(spans: &'a [ReceivedSpan], name: &str, frame_id: &str) -> &'a ReceivedSpan {
     let found: Vec<_> = spans
         .iter()
         .filter(|s| s.name == name && s.str_attr("frame.id") == Some(frame_id))
@@ -54,7 +31,7 @@ fn one<'a>(spans: &'a [ReceivedSpan], name: &str, frame_id: &str) -> &'a Receive
     found[0]
 }
 
-fn parent<'a>(spans: &'a [ReceivedSpan], child: &ReceivedSpan) -> &'a ReceivedSpan {
+pub(crate) fn parent<'a>(spans: &'a [ReceivedSpan], child: &ReceivedSpan) -> &'a ReceivedSpan {
     let parent_id = child
         .parent_span_id
         .as_deref()
@@ -67,7 +44,7 @@ fn parent<'a>(spans: &'a [ReceivedSpan], child: &ReceivedSpan) -> &'a ReceivedSp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capture_to_processor_is_one_trace_and_every_frame_span_has_the_frame_id() {
-    let sink = OtlpSink::start().await.expect("sink starts");
+    let Harness { sink, telemetry } = harness();
     let processor = ProcessorProcess::spawn(&[
         ("OTEL_SERVICE_NAME", "frame-processor".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.grpc_endpoint()),
@@ -75,25 +52,16 @@ async fn capture_to_processor_is_one_trace_and_every_frame_span_has_the_frame_id
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
         ("OTEL_LOGS_EXPORTER", "none".to_owned()),
     ]);
-    let telemetry = capture_telemetry(&sink);
     let delivery = Delivery::from_config(
         &DeliveryConfig::Http {
             url: processor.url.clone(),
             timeout: Duration::from_secs(30),
         },
-        &telemetry,
+        telemetry,
     )
+    .await
     .expect("delivery");
-    let scene = Scene::new(SceneConfig {
-        width: 320,
-        height: 240,
-        objects: 3,
-        seed: 21,
-    })
-    .expect("scene");
-    let stats = Arc::new(Stats::new(&["trc01".to_owned()]));
-    let camera =
-        Arc::new(Camera::new(0, scene, Encoding::Png, delivery, stats.clone()).expect("camera 0"));
+    let (camera, stats) = camera("trc01", delivery);
     let frame_id = camera.capture(0).await.expect("captured and delivered");
     let frame_id = frame_id.to_string();
 
