@@ -4,7 +4,9 @@
 //! Every backend passes the same test suite. Guarantees every backend gives:
 //! - [`JourneyStore::append`] returns only once the events are durable (a 2xx to the
 //!   producer means committed), in one transaction: all of the batch or none of it;
-//! - an event whose id is already stored is ignored and counted as a duplicate;
+//! - an event whose id is already stored (for its frame: an event id names one span, and a
+//!   span belongs to one frame, so a re-delivery always repeats both) is ignored and counted
+//!   as a duplicate;
 //! - positions strictly increase in append order and are never reused;
 //! - projections are updated in the same transaction as the append, so a query never
 //!   sees an event without its projection.

@@ -2,7 +2,7 @@
 //! reconnects by itself, and the same projections as SQLite (see `projection`).
 //!
 //! - Appends lock the `counters` row first, then insert the batch with one
-//!   `INSERT ... SELECT FROM unnest(...) ON CONFLICT (event_id) DO NOTHING`, upsert the
+//!   `INSERT ... SELECT FROM unnest(...) ON CONFLICT (frame_id, event_id) DO NOTHING`, upsert the
 //!   touched frames and cameras from arrays, and commit: one round trip per statement, a
 //!   handful per batch. Holding the counters lock makes appends commit in position order.
 //! - A connection that breaks (server restart, network) is dropped from the pool and the
@@ -441,8 +441,8 @@ async fn append(pooled: &mut Pooled, events: &[Event]) -> Result<AppendOutcome, 
              WITH ORDINALITY AS batch (event_id, frame_id, service, stage, start_ns, end_ns,
              status, error_message, parent_span_id, camera_id, attributes, size_bytes, n)
          ORDER BY n
-         ON CONFLICT (event_id) DO NOTHING
-         RETURNING position, event_id",
+         ON CONFLICT (frame_id, event_id) DO NOTHING
+         RETURNING position, event_id, frame_id",
     )
     .await?;
     let rows = transaction
@@ -470,12 +470,13 @@ async fn append(pooled: &mut Pooled, events: &[Event]) -> Result<AppendOutcome, 
     for row in &rows {
         last_position = last_position.max(row.try_get(0).map_err(postgres_error)?);
         let id: Vec<u8> = row.try_get(1).map_err(postgres_error)?;
-        inserted_ids.insert(id);
+        let frame_id: String = row.try_get(2).map_err(postgres_error)?;
+        inserted_ids.insert((id, frame_id));
     }
     let mut inserted: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     let mut bytes = 0;
-    for ((event, id), size) in unique.iter().zip(&event_ids).zip(&sizes) {
-        if inserted_ids.contains(id) {
+    for ((event, id), size) in unique.iter().zip(event_ids).zip(&sizes) {
+        if inserted_ids.contains(&(id, event.frame_id.as_str().to_owned())) {
             inserted
                 .entry(event.frame_id.as_str())
                 .or_default()

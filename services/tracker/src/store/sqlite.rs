@@ -88,6 +88,7 @@ impl SqliteStore {
                 "PRAGMA synchronous = FULL;
                  PRAGMA cache_size = -131072;
                  PRAGMA temp_store = MEMORY;
+                 PRAGMA wal_autocheckpoint = 8192;
                  PRAGMA journal_size_limit = 67108864;
                  PRAGMA mmap_size = 268435456;",
             )
@@ -262,7 +263,7 @@ fn append(connection: &mut Connection, events: &[Event]) -> Result<AppendOutcome
                      end_ns, status, error_message, parent_span_id, camera_id, attributes,
                      size_bytes)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (event_id) DO NOTHING",
+                 ON CONFLICT (frame_id, event_id) DO NOTHING",
             )
             .map_err(sqlite_error)?;
         for event in unique {

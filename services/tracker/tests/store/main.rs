@@ -3,6 +3,7 @@
 //! `DATABASE_URL`, dropped afterwards), plus a PostgreSQL restart test on a private
 //! server.
 
+mod restart;
 mod suite;
 mod support;
 
