@@ -34,6 +34,24 @@ pub enum PeerLabel {
     Fixed(&'static str),
 }
 
+/// Extra attributes for one request's client span, passed as a request extension: the way
+/// to put a domain id (`frame.id`) on the transport span.
+///
+/// ```no_run
+/// # async fn example(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), reqwest_middleware::Error> {
+/// use opentelemetry::KeyValue;
+/// use telemetry::client::SpanAttributes;
+///
+/// client
+///     .post("http://processor:8080/process")
+///     .with_extension(SpanAttributes(vec![KeyValue::new("frame.id", "20261121T101530.123Z_...")]))
+///     .send()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct SpanAttributes(pub Vec<KeyValue>);
+
 /// The middleware; build a client with [`crate::Telemetry::http_client`].
 #[derive(Debug, Clone)]
 pub struct ClientTelemetry {
@@ -122,6 +140,9 @@ impl Middleware for ClientTelemetry {
                 ];
                 if let Some(port) = port {
                     attributes.push(KeyValue::new("server.port", i64::from(port)));
+                }
+                if let Some(extra) = extensions.get::<SpanAttributes>() {
+                    attributes.extend(extra.0.iter().cloned());
                 }
                 let span = tracer
                     .span_builder(verb)

@@ -62,21 +62,33 @@ const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The service's identity as the code knows it; `OTEL_SERVICE_NAME` and
 /// `OTEL_SERVICE_VERSION` override it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct ServiceInfo {
     /// Default `service.name`.
     pub name: &'static str,
     /// Default `service.version`.
     pub version: &'static str,
+    /// The service's own metric catalogs (beside [`metrics::standard::STANDARD`]): their
+    /// help texts and units are registered and their histogram buckets used at start.
+    pub catalogs: &'static [&'static metrics::Catalog],
 }
 
-/// The calling crate's name and version as a [`ServiceInfo`].
+/// The calling crate's name and version as a [`ServiceInfo`], optionally with its metric
+/// catalogs: `service_info!()` or `service_info!(catalogs: [&metrics::CATALOG])`.
 #[macro_export]
 macro_rules! service_info {
     () => {
         $crate::ServiceInfo {
             name: env!("CARGO_PKG_NAME"),
             version: env!("CARGO_PKG_VERSION"),
+            catalogs: &[],
+        }
+    };
+    (catalogs: [$($catalog:expr),* $(,)?]) => {
+        $crate::ServiceInfo {
+            name: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            catalogs: const { &[$($catalog),*] },
         }
     };
 }
@@ -187,12 +199,17 @@ impl Telemetry {
 
         // Metrics first: the span pipeline registers its counters with the recorder.
         let process = Arc::new(ProcessState::default());
+        let catalogs: Vec<&metrics::Catalog> = metrics::standard::STANDARD
+            .iter()
+            .chain(service.catalogs)
+            .copied()
+            .collect();
         let mut meter = None;
         let mut metrics_handle = MetricsHandle::disabled();
         if install {
             match (config.metrics_exporter, &runtime) {
                 (Some(MetricsExporter::Prometheus), _) => {
-                    let recorder = metrics::prometheus_recorder(metrics::standard::STANDARD)
+                    let recorder = metrics::prometheus_recorder(&catalogs)
                         .map_err(|e| InitError::Exporter(e.to_string()))?;
                     let handle = recorder.handle();
                     ::metrics::set_global_recorder(recorder)
@@ -211,10 +228,7 @@ impl Telemetry {
                     let recorder = metrics_opentelemetry::OpenTelemetryRecorder::new(
                         metrics_opentelemetry::OpenTelemetryMetrics::new(meter_api),
                     );
-                    for def in metrics::standard::STANDARD
-                        .iter()
-                        .flat_map(|c| c.metrics.iter())
-                    {
+                    for def in catalogs.iter().flat_map(|c| c.metrics.iter()) {
                         if let Some(buckets) = def.buckets {
                             recorder.set_histogram_bounds(std::iter::once(def.name), buckets);
                         }
@@ -225,7 +239,7 @@ impl Telemetry {
                 }
                 _ => {}
             }
-            for catalog in metrics::standard::STANDARD {
+            for catalog in &catalogs {
                 metrics::describe(catalog);
             }
             ::metrics::gauge!(

@@ -118,6 +118,7 @@ mod tests {
     const SERVICE: ServiceInfo = ServiceInfo {
         name: "code-name",
         version: "1.0.0",
+        catalogs: &[],
     };
 
     #[test]

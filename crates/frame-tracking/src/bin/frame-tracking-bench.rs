@@ -45,6 +45,7 @@ async fn main() -> BenchResult<()> {
     let telemetry = telemetry::init(telemetry::ServiceInfo {
         name: "frame-tracking-bench",
         version: env!("CARGO_PKG_VERSION"),
+        catalogs: &[],
     })?;
 
     let generate_ns = per_op(1_000_000, || {

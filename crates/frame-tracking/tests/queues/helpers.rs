@@ -44,6 +44,7 @@ pub(crate) fn harness() -> &'static Harness {
         let service = ServiceInfo {
             name: "frame-tracking-tests",
             version: env!("CARGO_PKG_VERSION"),
+            catalogs: &[],
         };
         let telemetry =
             Telemetry::start(service, config, Globals::Install).expect("telemetry starts");

@@ -66,6 +66,54 @@ impl AsRef<str> for MatchedRoute {
     }
 }
 
+/// The server span of the current request, for a handler that learns an attribute only
+/// from the request body (a frame id, say) and wants it on the span every backend indexes.
+///
+/// An axum extractor that never rejects: without the layer (or with telemetry disabled)
+/// setting attributes does nothing.
+///
+/// ```
+/// use telemetry::http::ServerSpan;
+///
+/// async fn process(span: ServerSpan, body: String) -> &'static str {
+///     span.set_attribute(opentelemetry::KeyValue::new("frame.id", body));
+///     "ok"
+/// }
+/// # let _ = axum::routing::post::<_, _, ()>(process);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ServerSpan(pub(crate) Option<opentelemetry::Context>);
+
+impl ServerSpan {
+    /// Sets an attribute on the request's server span.
+    pub fn set_attribute(&self, attribute: opentelemetry::KeyValue) {
+        use opentelemetry::trace::TraceContextExt as _;
+        if let Some(cx) = &self.0 {
+            cx.span().set_attribute(attribute);
+        }
+    }
+
+    /// The server span's context (`None` without the layer or with telemetry disabled).
+    pub fn context(&self) -> Option<&opentelemetry::Context> {
+        self.0.as_ref()
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServerSpan {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<ServerSpan>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
 /// Put into a response's extensions by a handler's error type so the layer records the
 /// error on the server span (`exception` event, `error.type`, status ERROR).
 ///

@@ -34,7 +34,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         if self.state.excluded.contains(request.uri().path()) {
             return ResponseFuture::untracked(self.inner.call(request));
         }
@@ -48,6 +48,9 @@ where
         let inner = match &cx {
             // Handlers that do work before their first await see the server span too.
             Some(cx) => {
+                request
+                    .extensions_mut()
+                    .insert(crate::http::ServerSpan(Some(cx.clone())));
                 let _attached = cx.clone().attach();
                 self.inner.call(request)
             }
