@@ -73,6 +73,7 @@ const TARGET_RSS_DELTA_MB: f64 = 5.0;
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     match args.split_first() {
         Some((name, rest)) if name == "middleware" => middleware(rest),
+        Some((name, rest)) if name == "tracker" => crate::bench_tracker::run(rest),
         Some((name, rest)) if name == "tracker-ingest" => crate::bench_tracker_ingest::run(rest),
         Some((name, rest)) if name == "tracking" => crate::bench_tracking::run(rest),
         Some((name, _)) if name == "-h" || name == "--help" => {
@@ -81,7 +82,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         Some((name, _)) => {
             bail!(
-                "unknown benchmark `{name}`; available: middleware, tracker-ingest, tracking\n{USAGE}"
+                "unknown benchmark `{name}`; available: middleware, tracker, tracker-ingest, tracking\n{USAGE}"
             )
         }
         None => bail!("name a benchmark\n{USAGE}"),

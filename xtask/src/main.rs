@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_tracker;
 mod bench_tracker_ingest;
 mod bench_tracking;
 mod codegen;
@@ -31,7 +32,8 @@ Subcommands:
   test [cargo test args]   fmt check (when CI is set), clippy, codegen --check, start the
                            test servers (Redis, PostgreSQL, RabbitMQ, promtool), then
                            `cargo test --workspace`; e.g. `cargo xtask test -p telemetry`
-  bench <name> [args]      run a named benchmark: middleware, tracker-ingest, tracking
+  bench <name> [args]      run a named benchmark: middleware, tracker, tracker-ingest,
+                           tracking; `bench tracker`: store load + journey lookups
   demo [args]              run the services together on this machine
   codegen [--check]        regenerate the generated files, or check they are up to date
   help                     print this help
