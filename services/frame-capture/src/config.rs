@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `HOST`, `PORT` | `127.0.0.1`, `8081` | where `/health`, `/stats`, `/metrics` listen |
+//! | `HOST`, `PORT` | `127.0.0.1`, `8082` | where `/health`, `/stats`, `/metrics` listen |
 //! | `CAMERAS` | `2` | a count (`cam01`..) or a comma-separated list of camera ids |
 //! | `FPS` | `5` | frames per second per camera (0.1 to 120) |
 //! | `WIDTH`, `HEIGHT` | `640`, `480` | frame size |
@@ -25,7 +25,7 @@ use service_kit::env::{Env, EnvError, Secret};
 use service_kit::serve::ListenConfig;
 
 /// The default port.
-pub const DEFAULT_PORT: u16 = 8081;
+pub const DEFAULT_PORT: u16 = 8082;
 
 /// How frames reach the processor.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use frame_tracking::FrameMetadata;
 use frame_tracking::queue::{FrameQueue, QueueError, RabbitMqConfig, RedisConfig};
+use opentelemetry::KeyValue;
 use serde_json::json;
 use telemetry::Telemetry;
+use telemetry::client::SpanAttributes;
 
 use crate::config::{DeliveryConfig, Encoding, QueueKind, QueueTarget};
 use crate::scene::GroundTruth;
@@ -121,6 +123,10 @@ impl HttpDelivery {
             .post(&self.endpoint)
             .header("content-type", "application/json")
             .body(body)
+            .with_extension(SpanAttributes(vec![
+                KeyValue::new("frame.id", frame.metadata.frame_id.to_string()),
+                KeyValue::new("camera.id", frame.metadata.camera_id.clone()),
+            ]))
             .send()
             .await
             .map_err(|error| DeliveryError::Transport(error.to_string()))?;

@@ -9,7 +9,9 @@ use service_kit::env::Env;
 fn main() -> ExitCode {
     service_kit::serve::main(|| async {
         let config = Config::from_env(&Env::from_process())?;
-        let telemetry = telemetry::init(telemetry::service_info!())?;
+        let telemetry = telemetry::init(
+            telemetry::service_info!(catalogs: [&frame_capture::metrics::CATALOG]),
+        )?;
         frame_capture::metrics::register(&config.cameras);
         let app = App::build(config, &telemetry).await?;
         tracing::info!(port = app.port(), "listening");

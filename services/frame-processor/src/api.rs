@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use opentelemetry::KeyValue;
 use serde_json::{Value, json};
 use service_kit::{ApiError, ApiJson, ApiPath};
+use telemetry::http::ServerSpan;
 
 use crate::cameras::CameraStats;
 use crate::model::{FrameError, FrameResult, ProcessRequest};
@@ -38,9 +40,14 @@ async fn health() -> ApiJson<Value> {
 
 async fn process(
     axum::extract::State(state): axum::extract::State<AppState>,
+    server_span: ServerSpan,
     request: Result<ApiJson<ProcessRequest>, ApiError>,
 ) -> Result<ApiJson<FrameResult>, ApiError> {
     let ApiJson(request) = request.inspect_err(|_| crate::metrics::error("invalid_request"))?;
+    // The transport span belongs to the frame's journey too: the tracker keeps spans by
+    // `frame.id`, and a journey whose server span were missing would have an orphan.
+    server_span.set_attribute(KeyValue::new("frame.id", request.frame_id.clone()));
+    server_span.set_attribute(KeyValue::new("camera.id", request.camera_id.clone()));
     let input = request.validate().map_err(|error| {
         crate::metrics::error("invalid_request");
         api_error(ProcessError::Frame(error))
