@@ -41,7 +41,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
 
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let build = ["build", "--release", "-p", "tracker", "--bin", "tracker-bench"];
+    let build = [
+        "build",
+        "--release",
+        "-p",
+        "tracker",
+        "--bin",
+        "tracker-bench",
+    ];
     println!("$ cargo {}", build.join(" "));
     let status = Command::new(&cargo)
         .args(build)
@@ -52,7 +59,13 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .map(|dir| if dir.is_relative() { root.join(dir) } else { dir })
+        .map(|dir| {
+            if dir.is_relative() {
+                root.join(dir)
+            } else {
+                dir
+            }
+        })
         .unwrap_or_else(|| root.join("target"));
     let binary = target.join("release").join("tracker-bench");
     println!("$ {} {}", binary.display(), args.join(" "));

@@ -220,7 +220,11 @@ async fn run(backend: Backend, options: &Options) -> anyhow::Result<Report> {
             let _ = std::fs::remove_dir_all(dir);
         }
         Cleanup::Database { url, name } => {
-            execute(&url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+            execute(
+                &url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await?;
         }
     }
     result
@@ -377,7 +381,11 @@ async fn measure(
 }
 
 /// Runs `count` operations one after the other and returns their latency.
-async fn lookups<F, Fut>(count: usize, rng: &mut StdRng, mut operation: F) -> anyhow::Result<Latency>
+async fn lookups<F, Fut>(
+    count: usize,
+    rng: &mut StdRng,
+    mut operation: F,
+) -> anyhow::Result<Latency>
 where
     F: FnMut(&mut StdRng) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -454,10 +462,7 @@ impl Generator {
                         attributes.insert("messaging.system".to_owned(), json!("redis"));
                     }
                     "detect_objects" => {
-                        attributes.insert(
-                            "detections".to_owned(),
-                            json!(rng.random_range(0..12)),
-                        );
+                        attributes.insert("detections".to_owned(), json!(rng.random_range(0..12)));
                     }
                     _ => {}
                 }
@@ -494,7 +499,10 @@ async fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| "cannot connect to PostgreSQL (set DATABASE_URL or --database-url)")?;
     let task = tokio::spawn(connection);
-    client.batch_execute(sql).await.with_context(|| sql.to_owned())?;
+    client
+        .batch_execute(sql)
+        .await
+        .with_context(|| sql.to_owned())?;
     drop(client);
     let _ = task.await;
     Ok(())
@@ -615,8 +623,11 @@ fn write_json(options: &Options, reports: &[Report]) -> anyhow::Result<()> {
     if let Some(dir) = options.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&options.out, serde_json::to_string_pretty(&document)? + "\n")
-        .with_context(|| format!("cannot write {}", options.out.display()))?;
+    std::fs::write(
+        &options.out,
+        serde_json::to_string_pretty(&document)? + "\n",
+    )
+    .with_context(|| format!("cannot write {}", options.out.display()))?;
     println!("wrote {}", options.out.display());
     Ok(())
 }

@@ -86,7 +86,10 @@ pub(crate) fn sqlite(connection: &mut Connection) -> Result<(), StoreError> {
 /// Applies the PostgreSQL migrations that `client`'s database lacks.
 pub(crate) async fn postgres(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
     let open = |error: tokio_postgres::Error| {
-        StoreError::Open(format!("migrating PostgreSQL: {}", describe_postgres(&error)))
+        StoreError::Open(format!(
+            "migrating PostgreSQL: {}",
+            describe_postgres(&error)
+        ))
     };
     client
         .batch_execute(

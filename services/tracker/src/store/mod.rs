@@ -290,7 +290,10 @@ mod tests {
             url: "postgres://app:s3cret@db:5432/tracker".into(),
         };
         let shown = format!("{config:?}");
-        assert!(shown.contains("postgres://app:***@db:5432/tracker"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db:5432/tracker"),
+            "{shown}"
+        );
         assert!(!shown.contains("s3cret"), "{shown}");
         assert_eq!(
             redact_password("host=db user=app password=s3cret dbname=t"),

@@ -104,9 +104,10 @@ impl PostgresStore {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(POOL_SIZE)),
         });
-        let mut pooled = pool.get().await.map_err(|error| {
-            StoreError::Open(format!("cannot connect to PostgreSQL: {error}"))
-        })?;
+        let mut pooled = pool
+            .get()
+            .await
+            .map_err(|error| StoreError::Open(format!("cannot connect to PostgreSQL: {error}")))?;
         crate::store::migrate::postgres(&mut pooled.client).await?;
         drop(pooled);
         Ok(PostgresStore { pool })
@@ -120,7 +121,11 @@ impl Pool {
             .await
             .map_err(|error| StoreError::Failed(Box::new(error)))?;
         loop {
-            let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
             match idle {
                 // A connection whose server went away is closed by now: drop it.
                 Some(connection) if connection.client.is_closed() => continue,
@@ -258,20 +263,14 @@ impl crate::store::JourneyStore for PostgresStore {
             .query(&select, &[&frame_id.as_str()])
             .await
             .map_err(postgres_error)?;
-        rows.iter()
-            .map(|row| decode_event(row, frame_id))
-            .collect()
+        rows.iter().map(|row| decode_event(row, frame_id)).collect()
     }
 
     async fn frame_summary(&self, frame_id: &FrameId) -> Result<Option<FrameSummary>, StoreError> {
         let mut pooled = self.pool.get().await?;
         let Connection { client, statements } = &mut *pooled;
         let frames = load_frames(statements, client, &[frame_id.as_str()]).await?;
-        frames
-            .values()
-            .next()
-            .map(FrameRow::summary)
-            .transpose()
+        frames.values().next().map(FrameRow::summary).transpose()
     }
 
     async fn search_frames(&self, query: &FrameQuery) -> Result<FramePage, StoreError> {
@@ -416,7 +415,10 @@ async fn append(pooled: &mut Pooled, events: &[Event]) -> Result<AppendOutcome, 
         .zip(&attributes)
         .map(|(event, attributes)| event_size(event, attributes.as_deref()))
         .collect();
-    let event_ids: Vec<Vec<u8>> = unique.iter().map(|e| e.event_id.to_bytes().to_vec()).collect();
+    let event_ids: Vec<Vec<u8>> = unique
+        .iter()
+        .map(|e| e.event_id.to_bytes().to_vec())
+        .collect();
     let frame_ids: Vec<&str> = unique.iter().map(|e| e.frame_id.as_str()).collect();
     let services: Vec<&str> = unique.iter().map(|e| e.service.as_str()).collect();
     let stages: Vec<&str> = unique.iter().map(|e| e.stage.as_str()).collect();
@@ -647,7 +649,15 @@ async fn save_projections(
         client
             .execute(
                 &upsert,
-                &[&ids, &frames, &failed, &events, &firsts, &lasts, &histograms],
+                &[
+                    &ids,
+                    &frames,
+                    &failed,
+                    &events,
+                    &firsts,
+                    &lasts,
+                    &histograms,
+                ],
             )
             .await
             .map_err(postgres_error)?;
@@ -892,7 +902,7 @@ async fn retention_chunk(
         let old = old_frames.remove(*frame_id);
         let new = remaining
             .get(*frame_id)
-            .and_then(|events| FrameRow::from_events(events));
+            .and_then(FrameRow::from_events);
         if new.is_none() && old.is_some() {
             removed.push(*frame_id);
         }

@@ -157,7 +157,11 @@ impl FrameRow {
         self.last_seen = self.last_seen.max(event.end_unix_nanos);
         self.events += 1;
         self.errors += i64::from(event.status == EventStatus::Error);
-        match self.stages.iter_mut().find(|(stage, _)| *stage == event.stage) {
+        match self
+            .stages
+            .iter_mut()
+            .find(|(stage, _)| *stage == event.stage)
+        {
             Some((_, start)) => *start = (*start).min(event.start_unix_nanos),
             None => self
                 .stages
@@ -363,7 +367,7 @@ impl Histogram {
 
     /// From the stored form.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Histogram, StoreError> {
-        if bytes.len() % 10 != 0 {
+        if !bytes.len().is_multiple_of(10) {
             return Err(corrupt(format!(
                 "camera histogram of {} bytes",
                 bytes.len()

@@ -31,8 +31,7 @@ use crate::store::projection::{
     event_size, parse_attributes, status_code, status_from_code,
 };
 use crate::store::{
-    RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus,
-    cutoff_unix_nanos,
+    RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus, cutoff_unix_nanos,
 };
 
 /// Reader connections kept open between queries (more are opened under load, then closed).
@@ -799,9 +798,7 @@ fn retention_chunk(
             "UPDATE counters SET events = events - ?1, frames = frames - ?2,
                  bytes = bytes - ?3 WHERE id = 1",
         )
-        .and_then(|mut update| {
-            update.execute(params![deleted.len() as i64, frames_deleted, bytes])
-        })
+        .and_then(|mut update| update.execute(params![deleted.len() as i64, frames_deleted, bytes]))
         .map_err(sqlite_error)?;
     transaction.commit().map_err(sqlite_error)?;
     Ok(RetentionOutcome {

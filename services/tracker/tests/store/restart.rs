@@ -21,7 +21,10 @@ async fn postgres_restart_is_unavailable_then_recovers_without_losing_acknowledg
     let acknowledged: Vec<Event> = (0..50)
         .map(|n| event(&frame, &format!("before-{n}"), n, n + 1))
         .collect();
-    store.append(&acknowledged).await.expect("append before the stop");
+    store
+        .append(&acknowledged)
+        .await
+        .expect("append before the stop");
 
     // A crash rather than a clean shutdown: acknowledged commits must survive recovery.
     server.stop("immediate");
@@ -37,7 +40,10 @@ async fn postgres_restart_is_unavailable_then_recovers_without_losing_acknowledg
 
     server.start();
     // The same store, not reopened: it reconnects by itself.
-    let outcome = store.append(&later).await.expect("append after the restart");
+    let outcome = store
+        .append(&later)
+        .await
+        .expect("append after the restart");
     assert_eq!((outcome.inserted, outcome.duplicates), (50, 0));
     let journey = store.journey(&frame).await.expect("journey");
     let stored: Vec<_> = journey.iter().map(|stored| stored.event.event_id).collect();
@@ -80,7 +86,7 @@ impl PrivateServer {
             as_postgres,
         };
         let data = server.data();
-        run(&mut server.command("initdb").args([
+        run(server.command("initdb").args([
             "-D",
             &data,
             "-U",
@@ -109,7 +115,7 @@ impl PrivateServer {
             self.dir.display()
         );
         let log = self.dir.join("server.log").display().to_string();
-        run(&mut self.command("pg_ctl").args([
+        run(self.command("pg_ctl").args([
             "-D",
             &self.data(),
             "-l",
@@ -122,7 +128,7 @@ impl PrivateServer {
     }
 
     fn stop(&self, mode: &str) {
-        run(&mut self
+        run(self
             .command("pg_ctl")
             .args(["-D", &self.data(), "-m", mode, "-w", "stop"]));
     }
@@ -164,8 +170,7 @@ fn postgres_bin_dir() -> PathBuf {
         .filter_map(|entry| {
             let version = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-                .then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
         })
         .collect();
     versions.sort();
@@ -176,7 +181,7 @@ fn postgres_bin_dir() -> PathBuf {
 }
 
 fn is_root() -> bool {
-    let output = run(&mut Command::new("id").arg("-u"));
+    let output = run(Command::new("id").arg("-u"));
     String::from_utf8_lossy(&output.stdout).trim() == "0"
 }
 

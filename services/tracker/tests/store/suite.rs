@@ -75,7 +75,10 @@ pub(crate) async fn journey_is_ordered_by_start_time_then_position(test: TestSto
 pub(crate) async fn stored_events_read_back_unchanged(test: TestStore) {
     let store = &test.store;
     let frame = frame("cam-7");
-    let mut rich = failed(event(&frame, "detect_objects", 1_000, 2_500), "model timed out");
+    let mut rich = failed(
+        event(&frame, "detect_objects", 1_000, 2_500),
+        "model timed out",
+    );
     rich.parent_span_id = Some(event(&frame, "x", 0, 0).span_id);
     rich.service = "frame-processor".to_owned();
     rich.attributes = BTreeMap::from([
@@ -139,7 +142,11 @@ pub(crate) async fn duplicates_are_ignored_within_and_across_batches(test: TestS
     assert_eq!(summary(store, &frame).await.events, 3);
     let status = store.status().await.expect("status");
     assert_eq!((status.events, status.frames), (3, 1));
-    let camera = store.camera_stats("cam01").await.expect("stats").expect("camera");
+    let camera = store
+        .camera_stats("cam01")
+        .await
+        .expect("stats")
+        .expect("camera");
     assert_eq!((camera.frames, camera.events), (1, 3));
 }
 
@@ -158,7 +165,10 @@ pub(crate) async fn a_failing_batch_stores_nothing(test: TestStore) {
         event(&other, "capture", 1, 2),
         event(&frame, "broken", 50, 49),
     ];
-    let error = store.append(&batch).await.expect_err("the batch is refused");
+    let error = store
+        .append(&batch)
+        .await
+        .expect_err("the batch is refused");
     assert!(matches!(error, StoreError::Failed(_)), "{error:?}");
 
     assert_eq!(stages(store, &frame).await, ["capture"]);
@@ -183,7 +193,12 @@ pub(crate) async fn positions_strictly_increase_in_append_order(test: TestStore)
             .map(|n| {
                 let frame = &frames[(n % 4) as usize];
                 // Start times go backwards, so start order and append order differ.
-                event(frame, &format!("s{batch}-{n}"), 10_000 - batch * 100 - n, 20_000)
+                event(
+                    frame,
+                    &format!("s{batch}-{n}"),
+                    10_000 - batch * 100 - n,
+                    20_000,
+                )
             })
             .collect();
         append(store, &events).await;
@@ -196,7 +211,11 @@ pub(crate) async fn positions_strictly_increase_in_append_order(test: TestStore)
     stored.sort_by_key(|stored| stored.position);
     let in_position_order: Vec<_> = stored.iter().map(|stored| stored.event.event_id).collect();
     assert_eq!(in_position_order, appended);
-    assert!(stored.windows(2).all(|pair| pair[0].position < pair[1].position));
+    assert!(
+        stored
+            .windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
     assert!(stored[0].position > 0);
     let status = store.status().await.expect("status");
     let last = stored.last().expect("events").position;
@@ -255,8 +274,15 @@ pub(crate) async fn frame_summary_tracks_stages_duration_and_status(test: TestSt
         summary(store, &healthy).await.camera_id.as_deref(),
         Some("cam01")
     );
-    let camera = store.camera_stats("cam01").await.expect("stats").expect("camera");
-    assert_eq!((camera.frames, camera.failed_frames, camera.events), (2, 1, 7));
+    let camera = store
+        .camera_stats("cam01")
+        .await
+        .expect("stats")
+        .expect("camera");
+    assert_eq!(
+        (camera.frames, camera.failed_frames, camera.events),
+        (2, 1, 7)
+    );
 }
 
 pub(crate) async fn camera_stats_count_frames_failures_and_percentiles(test: TestStore) {
@@ -281,9 +307,16 @@ pub(crate) async fn camera_stats_count_frames_failures_and_percentiles(test: Tes
     }
     append(store, &[event(&frame("camB"), "capture", 5, 10)]).await;
 
-    let stats = store.camera_stats("camA").await.expect("stats").expect("camA");
+    let stats = store
+        .camera_stats("camA")
+        .await
+        .expect("stats")
+        .expect("camA");
     assert_eq!(stats.camera_id, "camA");
-    assert_eq!((stats.frames, stats.failed_frames, stats.events), (100, 10, 200));
+    assert_eq!(
+        (stats.frames, stats.failed_frames, stats.events),
+        (100, 10, 200)
+    );
     assert_eq!(stats.first_seen_unix_nanos, 1_000_000 * MS + 1_000 * MS);
     assert_eq!(
         stats.last_seen_unix_nanos,
@@ -306,14 +339,22 @@ pub(crate) async fn camera_stats_count_frames_failures_and_percentiles(test: Tes
         .map(|frame| event(frame, "queue", 1_000_000 * MS, 1_000_000 * MS + 1))
         .collect();
     append(store, &early).await;
-    let after = store.camera_stats("camA").await.expect("stats").expect("camA");
+    let after = store
+        .camera_stats("camA")
+        .await
+        .expect("stats")
+        .expect("camA");
     assert_eq!((after.frames, after.events), (100, 210));
     assert_eq!(after.first_seen_unix_nanos, 1_000_000 * MS);
     let p50_error = (after.latency_p50_nanos - 60 * MS).abs() as f64 / (60 * MS) as f64;
     assert!(p50_error <= 1.0 / 32.0, "{after:?}");
     assert!(after.latency_p99_nanos > 1_000 * MS, "{after:?}");
 
-    let other = store.camera_stats("camB").await.expect("stats").expect("camB");
+    let other = store
+        .camera_stats("camB")
+        .await
+        .expect("stats")
+        .expect("camB");
     assert_eq!((other.frames, other.failed_frames), (1, 0));
     assert_eq!(other.latency_p50_nanos, 5);
 }
@@ -432,7 +473,9 @@ fn matches(query: &FrameQuery, summary: &FrameSummary) -> bool {
             .is_none_or(|until| summary.first_seen_unix_nanos < until)
 }
 
-pub(crate) async fn retention_by_count_deletes_the_oldest_events_and_fixes_projections(test: TestStore) {
+pub(crate) async fn retention_by_count_deletes_the_oldest_events_and_fixes_projections(
+    test: TestStore,
+) {
     let store = &test.store;
     let frames: Vec<_> = (0..10).map(|_| frame("cam01")).collect();
     for (n, frame) in frames.iter().enumerate() {
@@ -468,7 +511,11 @@ pub(crate) async fn retention_by_count_deletes_the_oldest_events_and_fixes_proje
 
     let status = store.status().await.expect("status");
     assert_eq!((status.events, status.frames), (14, 5));
-    let camera = store.camera_stats("cam01").await.expect("stats").expect("camera");
+    let camera = store
+        .camera_stats("cam01")
+        .await
+        .expect("stats")
+        .expect("camera");
     assert_eq!(
         (camera.frames, camera.failed_frames, camera.events),
         (5, 1, 14)
@@ -523,7 +570,11 @@ pub(crate) async fn retention_by_age_deletes_events_that_ended_before_the_cutoff
     assert_eq!(mixed.first_seen_unix_nanos, now - 10 * MS);
     assert_eq!(mixed.total_duration_nanos, 5 * MS);
     assert_eq!(stages(store, &new).await, ["capture"]);
-    let camera = store.camera_stats("cam01").await.expect("stats").expect("camera");
+    let camera = store
+        .camera_stats("cam01")
+        .await
+        .expect("stats")
+        .expect("camera");
     assert_eq!((camera.frames, camera.events), (2, 2));
     assert_eq!(camera.first_seen_unix_nanos, now - 10 * MS);
     // The larger of the two remaining frames lasts 5 ms.
@@ -540,7 +591,11 @@ pub(crate) async fn retention_by_size_keeps_the_log_under_the_limit(test: TestSt
         .collect();
     append(store, &events).await;
     let size = store::retained_size(&events[0]);
-    assert!(events.iter().all(|event| store::retained_size(event) == size));
+    assert!(
+        events
+            .iter()
+            .all(|event| store::retained_size(event) == size)
+    );
 
     let unbounded = Retention {
         max_bytes: Some(u64::MAX),
@@ -590,7 +645,10 @@ pub(crate) async fn background_retention_enforces_the_policy(test: TestStore) {
     task.abort();
     assert_eq!((status.events, status.frames), (10, 10));
     assert_eq!(
-        store.frame_summary(&events[0].frame_id).await.expect("summary"),
+        store
+            .frame_summary(&events[0].frame_id)
+            .await
+            .expect("summary"),
         None
     );
     assert!(
@@ -605,10 +663,7 @@ pub(crate) async fn background_retention_enforces_the_policy(test: TestStore) {
 pub(crate) async fn status_counts_events_frames_and_positions(test: TestStore) {
     let store = &test.store;
     let empty = store.status().await.expect("status");
-    assert_eq!(
-        (empty.events, empty.frames, empty.last_position),
-        (0, 0, 0)
-    );
+    assert_eq!((empty.events, empty.frames, empty.last_position), (0, 0, 0));
     let (a, b) = (frame("cam01"), frame("cam02"));
     append(
         store,
@@ -646,7 +701,11 @@ pub(crate) async fn reopening_the_store_keeps_everything(test: TestStore) {
     assert_eq!(reopened.camera_stats("cam01").await.expect("stats"), stats);
     let status_after = reopened.status().await.expect("status");
     assert_eq!(
-        (status_after.events, status_after.frames, status_after.last_position),
+        (
+            status_after.events,
+            status_after.frames,
+            status_after.last_position
+        ),
         (status.events, status.frames, status.last_position)
     );
     // Re-delivery after the restart is still recognised, and positions keep growing.
@@ -669,7 +728,12 @@ pub(crate) async fn concurrent_appends_all_land_with_unique_positions(test: Test
                 let events: Vec<Event> = (0..10i64)
                     .map(|n| {
                         let frame = &frames[((worker + batch + n) % 16) as usize];
-                        event(frame, &format!("w{worker}"), batch * 10 + n, batch * 10 + n + 1)
+                        event(
+                            frame,
+                            &format!("w{worker}"),
+                            batch * 10 + n,
+                            batch * 10 + n + 1,
+                        )
                     })
                     .collect();
                 let outcome = store.append(&events).await.expect("append");
@@ -692,6 +756,10 @@ pub(crate) async fn concurrent_appends_all_land_with_unique_positions(test: Test
     let status = store.status().await.expect("status");
     assert_eq!((status.events, status.frames), (800, 16));
     assert_eq!(positions.last().copied(), Some(status.last_position));
-    let camera = store.camera_stats("cam01").await.expect("stats").expect("camera");
+    let camera = store
+        .camera_stats("cam01")
+        .await
+        .expect("stats")
+        .expect("camera");
     assert_eq!((camera.frames, camera.events), (16, 800));
 }
