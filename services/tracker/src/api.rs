@@ -9,22 +9,21 @@
 //! | `GET /frames` | search: `camera`, `status`, `min_duration_ms`, `since`, `until`, `limit`, `cursor` |
 //! | `GET /cameras/{id}/stats` | a camera's frame counts and latency percentiles |
 //! | `GET /health` | 200 with store counts and ingest lag; 503 when the store is unreachable |
-//! | `GET /metrics` | Prometheus text |
+//!
+//! `GET /metrics` (Prometheus text, the standard catalogs plus [`crate::metrics::CATALOG`])
+//! is added by `service_kit::serve::standard_router` in [`crate::app`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header::CONTENT_TYPE;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use frame_tracking::FrameId;
 use serde::Serialize;
 use service_kit::{ApiError, ApiJson, ApiPath, ApiQuery};
-use telemetry::metrics::MetricsHandle;
 
 use crate::ingest::writer::IngestWriter;
 use crate::journey::{Journey, TraceUrlTemplate};
@@ -47,8 +46,6 @@ pub struct AppState {
     pub writer: IngestWriter,
     /// The tracker's metrics.
     pub metrics: Arc<TrackerMetrics>,
-    /// The Prometheus exposition of the process's recorder.
-    pub metrics_handle: MetricsHandle,
     /// API settings.
     pub config: Arc<ApiConfig>,
 }
@@ -104,7 +101,6 @@ pub fn router(state: AppState) -> Router {
         .route("/frames", get(search_frames))
         .route("/cameras/{id}/stats", get(camera_stats))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -185,21 +181,6 @@ async fn health(State(state): State<AppState>) -> Result<ApiJson<HealthResponse>
         projection_lag: (store.last_position - store.projected_position).max(0),
         store,
     }))
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    let mut text = state.metrics_handle.render();
-    if state.metrics_handle.is_enabled() {
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&state.metrics.render_histograms());
-    }
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        text,
-    )
-        .into_response()
 }
 
 /// Parses the query string of `GET /frames`; errors name the parameter.

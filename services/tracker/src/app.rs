@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use service_kit::serve::Server;
 use telemetry::Telemetry;
 use tokio::net::TcpListener;
@@ -117,19 +116,16 @@ impl App {
             store,
             writer,
             metrics,
-            metrics_handle: telemetry.metrics_handle().clone(),
             config: Arc::new(ApiConfig {
                 max_body_bytes: config.ingest.max_body_bytes,
                 trace_url_template: config.trace_url_template.clone(),
             }),
         };
-        let limit = usize::try_from(config.listen.max_body_bytes).unwrap_or(usize::MAX);
-        // What `service_kit::serve::standard_router` does, except `/metrics`, which the
-        // tracker serves itself to add its histograms (see `crate::metrics`).
-        let router = crate::api::router(state.clone())
-            .fallback(service_kit::error::not_found)
-            .layer(DefaultBodyLimit::max(limit))
-            .layer(telemetry.http_layer());
+        let router = service_kit::serve::standard_router(
+            crate::api::router(state.clone()),
+            telemetry,
+            &config.listen,
+        );
         Ok(App {
             server,
             grpc_listener,

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env(&Env::from_process())?;
     let telemetry = telemetry::Telemetry::start(
-        telemetry::service_info!(),
+        telemetry::service_info!(catalogs: [&tracker::metrics::CATALOG]),
         telemetry_config()?,
         telemetry::Globals::Install,
     )?;

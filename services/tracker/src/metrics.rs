@@ -1,17 +1,10 @@
-//! The tracker's metrics, declared once in [`CATALOG`].
-//!
-//! Counters and the queue gauge go through the `metrics` facade like every other service
-//! metric. The two histograms (store append latency, events per append) are kept here and
-//! appended to `/metrics` by [`TrackerMetrics::render_histograms`]: the `telemetry`
-//! crate's Prometheus recorder only knows the buckets of its standard catalogs, and a
-//! histogram without buckets would be exported as a summary, breaking the catalog check.
-//! When `telemetry` accepts service catalogs, they move to the facade.
+//! The tracker's metrics, declared once in [`CATALOG`] and registered through the
+//! `metrics` facade; `main` hands the catalog to `telemetry` (`service_info!(catalogs:
+//! [...])`), which registers the help texts, units and histogram buckets.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use metrics::{Counter, Gauge};
+use metrics::{Counter, Gauge, Histogram};
 use telemetry::metrics::{Catalog, MetricDef, MetricKind, MetricUnit};
 
 /// Spans received over OTLP, by transport.
@@ -159,16 +152,6 @@ struct TransportCounters {
     events_failed: Counter,
 }
 
-/// A fixed-bucket histogram rendered in Prometheus text format.
-#[derive(Debug)]
-struct Histogram {
-    def: &'static MetricDef,
-    /// Non-cumulative counts per bucket, plus one for `+Inf`.
-    counts: Vec<AtomicU64>,
-    /// The sum of observations, as `f64` bits.
-    sum_bits: AtomicU64,
-}
-
 impl Transport {
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -192,7 +175,6 @@ impl TrackerMetrics {
     /// Registers every series with the installed recorder (a no-op without one), so the
     /// counters appear on `/metrics` at zero before anything happens.
     pub fn register() -> TrackerMetrics {
-        telemetry::metrics::describe(&CATALOG);
         let per_transport = TRANSPORTS.map(|transport| {
             let label = transport.as_str();
             let counters = TransportCounters {
@@ -218,8 +200,8 @@ impl TrackerMetrics {
             queue_events: metrics::gauge!(QUEUE_EVENTS),
             events_stored: metrics::counter!(EVENTS_STORED),
             events_duplicate: metrics::counter!(EVENTS_DUPLICATE),
-            append_duration: Histogram::new(&APPEND_DURATION_DEF),
-            batch_events: Histogram::new(&BATCH_EVENTS_DEF),
+            append_duration: metrics::histogram!(APPEND_DURATION),
+            batch_events: metrics::histogram!(BATCH_EVENTS),
         };
         metrics.queue_events.set(0.0);
         metrics.events_stored.increment(0);
@@ -259,61 +241,10 @@ impl TrackerMetrics {
 
     /// Records one store append.
     pub fn append(&self, events: usize, elapsed: Duration, inserted: u64, duplicates: u64) {
-        self.append_duration.observe(elapsed.as_secs_f64());
-        self.batch_events.observe(events as f64);
+        self.append_duration.record(elapsed.as_secs_f64());
+        self.batch_events.record(events as f64);
         self.events_stored.increment(inserted);
         self.events_duplicate.increment(duplicates);
-    }
-
-    /// The two histograms in Prometheus text format, to append to the recorder's output.
-    pub fn render_histograms(&self) -> String {
-        let mut text = String::new();
-        self.append_duration.render(&mut text);
-        self.batch_events.render(&mut text);
-        text
-    }
-}
-
-impl Histogram {
-    fn new(def: &'static MetricDef) -> Histogram {
-        let buckets = def.buckets.unwrap_or(&[]);
-        Histogram {
-            def,
-            counts: (0..=buckets.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_bits: AtomicU64::new(0f64.to_bits()),
-        }
-    }
-
-    fn observe(&self, value: f64) {
-        let buckets = self.def.buckets.unwrap_or(&[]);
-        let index = buckets
-            .iter()
-            .position(|bound| value <= *bound)
-            .unwrap_or(buckets.len());
-        self.counts[index].fetch_add(1, Ordering::Relaxed);
-        let _ = self
-            .sum_bits
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-                Some((f64::from_bits(bits) + value).to_bits())
-            });
-    }
-
-    fn render(&self, text: &mut String) {
-        let name = self.def.name;
-        let buckets = self.def.buckets.unwrap_or(&[]);
-        let _ = writeln!(text, "# HELP {name} {}", self.def.help);
-        let _ = writeln!(text, "# TYPE {name} histogram");
-        let mut cumulative = 0u64;
-        for (index, bound) in buckets.iter().enumerate() {
-            cumulative += self.counts[index].load(Ordering::Relaxed);
-            let _ = writeln!(text, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.counts[buckets.len()].load(Ordering::Relaxed);
-        let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let sum = f64::from_bits(self.sum_bits.load(Ordering::Relaxed));
-        let _ = writeln!(text, "{name}_sum {sum}");
-        let _ = writeln!(text, "{name}_count {cumulative}");
-        text.push('\n');
     }
 }
 
@@ -324,31 +255,5 @@ mod tests {
     #[test]
     fn the_catalog_follows_the_naming_rules() {
         assert_eq!(CATALOG.lint(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn histograms_render_cumulative_buckets() {
-        let metrics = TrackerMetrics::register();
-        metrics.append(3, Duration::from_millis(2), 3, 0);
-        metrics.append(600, Duration::from_secs(5), 590, 10);
-        let text = metrics.render_histograms();
-        assert!(
-            text.contains("tracker_store_append_duration_seconds_bucket{le=\"0.0025\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracker_store_append_duration_seconds_bucket{le=\"+Inf\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracker_ingest_batch_events_bucket{le=\"1024\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracker_ingest_batch_events_sum 603\n"),
-            "{text}"
-        );
-        let families = telemetry::metrics::catalog::parse_exposition(&text);
-        assert_eq!(families[APPEND_DURATION].kind, "histogram");
     }
 }

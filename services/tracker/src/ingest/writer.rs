@@ -155,7 +155,9 @@ async fn run(
         }
         let result = append(store.as_ref(), &batch, &metrics).await;
         let appended = batch.len() as u64;
-        let left = queued_events.fetch_sub(appended, Ordering::Relaxed) - appended;
+        let left = queued_events
+            .fetch_sub(appended, Ordering::Relaxed)
+            .saturating_sub(appended);
         metrics.set_queue_events(left);
         for reply in replies.drain(..) {
             // A request that gave up (client disconnected) no longer listens.

@@ -26,7 +26,7 @@ async fn journey_prints_a_waterfall() {
     }
 
     let output = Command::new(env!("CARGO_BIN_EXE_tracker"))
-        .args(["journey", &frame.to_string(), "--url", &tracker.url])
+        .args(["journey", frame.as_str(), "--url", &tracker.url])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -47,7 +47,7 @@ async fn journey_prints_a_waterfall() {
 
     let unknown = frame_id("cam61");
     let output = Command::new(env!("CARGO_BIN_EXE_tracker"))
-        .args(["journey", &unknown.to_string(), "--url", &tracker.url])
+        .args(["journey", unknown.as_str(), "--url", &tracker.url])
         .output()
         .unwrap();
     assert!(!output.status.success());
