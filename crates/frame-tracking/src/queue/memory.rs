@@ -133,7 +133,7 @@ impl InMemoryQueue {
         let span = shared.spans.producer_span(metadata);
         let mut trace = Vec::new();
         carrier::inject(
-            &shared.spans.context_of(&span),
+            &shared.spans.context_of(&span, metadata),
             &mut carrier::StreamFieldsInjector(&mut trace),
         );
         let mut message = Message {
@@ -214,9 +214,9 @@ impl InMemoryQueue {
                         received.push(Received {
                             payload: message.payload.clone(),
                             metadata: message.metadata.clone(),
-                            context: carrier::extract(&carrier::StreamFieldsExtractor(
-                                &message.trace,
-                            )),
+                            context: shared
+                                .spans
+                                .extract(&carrier::StreamFieldsExtractor(&message.trace)),
                             message_id: message.id.to_string(),
                             delivery_count: message.deliveries,
                             settle: Settle::InMemory(Pending {
@@ -336,7 +336,7 @@ mod tests {
 
     use crate::id::FrameId;
     use crate::queue::memory::{InMemoryConfig, InMemoryQueue, Overflow};
-    use crate::queue::{FrameQueue, QueueError};
+    use crate::queue::{FrameQueue, Propagation, QueueError};
     use crate::{FrameMetadata, TraceContext};
 
     fn frame(sequence: u64) -> FrameMetadata {
@@ -440,6 +440,41 @@ mod tests {
     async fn without_telemetry_contexts_are_invalid_and_nothing_fails() {
         let queue = queue(2, Overflow::Reject);
         queue.send(&frame(1), b"x").await.unwrap();
+        let delivery = queue.receive().await.unwrap();
+        assert_eq!(delivery.context(), &TraceContext::default());
+        delivery.ack().await.unwrap();
+    }
+
+    fn traced_frame() -> FrameMetadata {
+        let mut metadata = frame(1);
+        metadata.trace_context = Some(
+            TraceContext::from_traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .unwrap(),
+        );
+        metadata
+    }
+
+    #[tokio::test]
+    async fn untraced_producer_passes_the_frames_own_context_on() {
+        // No telemetry here: the producer span is not recorded and has no context.
+        let queue = queue(2, Overflow::Reject);
+        let metadata = traced_frame();
+        queue.send(&metadata, b"x").await.unwrap();
+        let delivery = queue.receive().await.unwrap();
+        assert_eq!(Some(delivery.context()), metadata.trace_context.as_ref());
+        delivery.ack().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn propagation_off_carries_no_context() {
+        let queue = InMemoryQueue::new(InMemoryConfig {
+            propagation: Propagation::Off,
+            ..InMemoryConfig::new("off")
+        })
+        .unwrap();
+        queue.send(&traced_frame(), b"x").await.unwrap();
         let delivery = queue.receive().await.unwrap();
         assert_eq!(delivery.context(), &TraceContext::default());
         delivery.ack().await.unwrap();

@@ -12,6 +12,9 @@
 //! - [`send`](FrameQueue::send) starts a producer span (`send <queue>`, kind producer) as a
 //!   child of the current span, injects its context into the message and ends it once the
 //!   broker has the message (Redis `XADD` answered, RabbitMQ publisher confirm received).
+//!   When telemetry does not record the span, the frame's own `trace_context` is injected
+//!   instead, so an untraced service passes traces on; with [`Propagation::Off`] nothing
+//!   is injected or extracted.
 //! - [`receive`](FrameQueue::receive) waits for one message and returns a [`Delivery`]: the
 //!   payload, the metadata, the extracted context and a consumer span (`process <queue>`,
 //!   kind consumer) whose parent is the producer span. The span lasts until the delivery
@@ -57,12 +60,14 @@ mod redis;
 use std::fmt;
 use std::time::Duration;
 
+use opentelemetry::propagation::Extractor;
 use tracing::Span;
 
 pub use crate::queue::memory::{InMemoryConfig, InMemoryQueue, Overflow};
 pub use crate::queue::rabbitmq::{RabbitMqConfig, RabbitMqQueue};
 pub use crate::queue::redis::{RedisConfig, RedisQueue};
 
+use crate::carrier;
 use crate::context::TraceContext;
 use crate::metadata::{FrameMetadata, MetadataError};
 use crate::span;
@@ -90,12 +95,19 @@ pub enum QueueConfig {
     RabbitMq(RabbitMqConfig),
 }
 
-/// Whether messages carry trace context and get producer and consumer spans.
+/// Whether messages carry trace context. Producer and consumer spans are created either
+/// way; whether they are recorded and exported is telemetry's business.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Propagation {
-    /// W3C trace context in the message, producer and consumer spans (the default).
+    /// W3C trace context in the message (the default): the producer span's context, or,
+    /// when that span is not recorded (telemetry disabled, or the span filtered out), the
+    /// frame's own [`FrameMetadata::trace_context`], so a service that does not trace
+    /// still passes its frames' traces on. The consumer extracts it and parents its span
+    /// on it.
     W3c,
-    /// Neither: for measuring what propagation costs.
+    /// No trace context written into messages or read from them: the consumer span is not
+    /// connected to the producer's trace. For measuring what propagation itself costs
+    /// (`cargo xtask bench tracking`).
     Off,
 }
 
@@ -285,7 +297,8 @@ impl Delivery {
         &self.metadata
     }
 
-    /// The trace context the producer injected (invalid when it sent none).
+    /// The trace context the producer injected (invalid when it sent none, or with
+    /// [`Propagation::Off`]).
     pub fn context(&self) -> &TraceContext {
         &self.context
     }
@@ -355,9 +368,6 @@ impl fmt::Debug for Received {
 impl SpanInfo {
     /// The producer span of one message, a child of the current span.
     pub(crate) fn producer_span(&self, metadata: &FrameMetadata) -> Span {
-        if self.propagation == Propagation::Off {
-            return Span::none();
-        }
         tracing::info_span!(
             "queue.send",
             otel.name = format!("send {}", self.destination),
@@ -372,19 +382,32 @@ impl SpanInfo {
         )
     }
 
-    /// The context to inject for `span`.
-    pub(crate) fn context_of(&self, span: &Span) -> TraceContext {
+    /// The context to inject for the producer span `span` of the frame of `metadata`: the
+    /// span's own when it is recorded, else the frame's (passed on unchanged), none with
+    /// propagation off.
+    pub(crate) fn context_of(&self, span: &Span, metadata: &FrameMetadata) -> TraceContext {
         match self.propagation {
-            Propagation::W3c => span::span_context(span),
+            Propagation::W3c => {
+                let context = span::span_context(span);
+                match &metadata.trace_context {
+                    Some(frame) if !context.is_valid() && frame.is_valid() => frame.clone(),
+                    _ => context,
+                }
+            }
+            Propagation::Off => TraceContext::default(),
+        }
+    }
+
+    /// The context a message carries, read from `extractor`; none with propagation off.
+    pub(crate) fn extract(&self, extractor: &impl Extractor) -> TraceContext {
+        match self.propagation {
+            Propagation::W3c => carrier::extract(extractor),
             Propagation::Off => TraceContext::default(),
         }
     }
 
     /// The consumer span of one message, a child of the producer's context.
     pub(crate) fn consumer_span(&self, received: &Received) -> Span {
-        if self.propagation == Propagation::Off {
-            return Span::none();
-        }
         let span = tracing::info_span!(
             "queue.process",
             otel.name = format!("process {}", self.destination),
@@ -411,20 +434,16 @@ impl SpanInfo {
     /// Turns received messages into a batch under one consumer span linking each
     /// producer span.
     pub(crate) fn batch(&self, received: Vec<Received>) -> Batch {
-        let span = if self.propagation == Propagation::Off {
-            Span::none()
-        } else {
-            tracing::info_span!(
-                "queue.process",
-                otel.name = format!("process {}", self.destination),
-                otel.kind = "consumer",
-                messaging.system = self.system,
-                messaging.destination.name = self.destination.as_str(),
-                messaging.operation.type = "process",
-                messaging.operation.name = "process",
-                messaging.batch.message_count = received.len(),
-            )
-        };
+        let span = tracing::info_span!(
+            "queue.process",
+            otel.name = format!("process {}", self.destination),
+            otel.kind = "consumer",
+            messaging.system = self.system,
+            messaging.destination.name = self.destination.as_str(),
+            messaging.operation.type = "process",
+            messaging.operation.name = "process",
+            messaging.batch.message_count = received.len(),
+        );
         for message in &received {
             span::add_link(&span, &message.context);
         }

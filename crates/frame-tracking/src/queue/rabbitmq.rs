@@ -12,10 +12,19 @@
 //!   keeps crashing is dead-lettered by the broker.
 //! - Unacked messages of a consumer whose connection closes (a crash) are delivered again
 //!   at once.
+//! - Every message carries the AMQP `timestamp` property (Unix seconds) set at publish.
+//!   The consumer's gauges, refreshed at most once a second when it receives, describe
+//!   what this consumer holds: `queue_pending_messages` is the deliveries it has handed out
+//!   and not yet settled, and `queue_lag_seconds` the age, since publish, of the oldest of
+//!   them (to the second; 0 when it holds none). A consumer that keeps up reports the
+//!   time its latest message waited in the queue; messages prefetched by the channel but
+//!   not yet received, and other consumers' deliveries, are not seen. `queue_length` is
+//!   the queue's ready messages from a passive `queue.declare`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
@@ -63,6 +72,8 @@ pub struct RabbitMqQueue {
 pub(crate) struct Pending {
     shared: Arc<Shared>,
     acker: Option<Acker>,
+    /// The key of this delivery in [`Shared::unsettled`].
+    key: u64,
 }
 
 #[derive(Debug)]
@@ -75,7 +86,10 @@ struct Shared {
     publish: Channel,
     consume: Channel,
     consumer: Mutex<ConsumerState>,
-    unsettled: AtomicU64,
+    /// Deliveries handed out and not yet settled, with their publish timestamps (Unix
+    /// seconds; `None` when the publisher set none), by a key of this process's.
+    unsettled: std::sync::Mutex<HashMap<u64, Option<u64>>>,
+    next_key: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -206,7 +220,8 @@ impl RabbitMqQueue {
                     consumer: None,
                     last_observed: None,
                 }),
-                unsettled: AtomicU64::new(0),
+                unsettled: std::sync::Mutex::new(HashMap::new()),
+                next_key: AtomicU64::new(0),
                 config,
             }),
         })
@@ -232,7 +247,7 @@ impl RabbitMqQueue {
             AMQPValue::LongString(metadata.to_json()?.into()),
         );
         carrier::inject(
-            &shared.spans.context_of(&span),
+            &shared.spans.context_of(&span, metadata),
             &mut carrier::AmqpHeadersInjector(&mut headers),
         );
         let message_id = metadata.frame_id.as_str().to_owned();
@@ -240,6 +255,7 @@ impl RabbitMqQueue {
             .with_message_id(message_id.as_str().into())
             .with_delivery_mode(2)
             .with_content_type("application/octet-stream".into())
+            .with_timestamp(unix_seconds(SystemTime::now()))
             .with_headers(headers);
         let confirm = shared
             .publish
@@ -281,7 +297,9 @@ impl RabbitMqQueue {
         let mut state = self.shared.consumer.lock().await;
         let mut received = vec![self.shared.next(&mut state).await?];
         while received.len() < max {
-            match self.shared.next(&mut state).now_or_never() {
+            // Only what the channel already holds; no observing here, whose round trip
+            // would never finish in one poll and drop the message just received.
+            match self.shared.receive_one(&mut state).now_or_never() {
                 Some(message) => received.push(message?),
                 None => break,
             }
@@ -301,6 +319,10 @@ impl Shared {
 
     /// The next well-formed message; malformed ones are dead-lettered on the way.
     async fn next(self: &Arc<Self>, state: &mut ConsumerState) -> Result<Received, QueueError> {
+        let received = self.receive_one(state).await?;
+        // Observed after receiving, so the message just received counts: a consumer that
+        // settles each message before asking for the next would otherwise never hold one
+        // when the gauges are set.
         let due = state
             .last_observed
             .is_none_or(|last| last.elapsed() >= OBSERVE_INTERVAL);
@@ -308,6 +330,14 @@ impl Shared {
             state.last_observed = Some(Instant::now());
             self.observe().await?;
         }
+        Ok(received)
+    }
+
+    /// The next well-formed message, without observing.
+    async fn receive_one(
+        self: &Arc<Self>,
+        state: &mut ConsumerState,
+    ) -> Result<Received, QueueError> {
         if state.consumer.is_none() {
             let consumer = self
                 .consume
@@ -345,10 +375,13 @@ impl Shared {
             if delivery_count > 1 {
                 self.metrics.redelivered(1);
             }
-            self.unsettled.fetch_add(1, Ordering::Relaxed);
+            let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+            self.unsettled_map()
+                .insert(key, *delivery.properties.timestamp());
             let pending = Pending {
                 shared: Arc::clone(self),
                 acker: Some(delivery.acker.clone()),
+                key,
             };
             let metadata = match headers.inner().get(METADATA_HEADER) {
                 Some(AMQPValue::LongString(json)) => std::str::from_utf8(json.as_bytes())
@@ -368,7 +401,7 @@ impl Shared {
                 .map(ShortString::to_string)
                 .unwrap_or_default();
             return Ok(Received {
-                context: carrier::extract(&carrier::AmqpHeadersExtractor(&headers)),
+                context: self.spans.extract(&carrier::AmqpHeadersExtractor(&headers)),
                 payload: delivery.data,
                 metadata,
                 message_id,
@@ -378,8 +411,15 @@ impl Shared {
         }
     }
 
-    /// Sets the length gauge from a passive declare and the pending gauge from this
-    /// consumer's unsettled deliveries.
+    fn unsettled_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Option<u64>>> {
+        // The map stays consistent whatever panicked while holding it: one insert or remove.
+        self.unsettled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sets the length gauge from a passive declare, and the pending and lag gauges from
+    /// this consumer's unsettled deliveries.
     async fn observe(&self) -> Result<(), QueueError> {
         let queue = self
             .publish
@@ -394,8 +434,16 @@ impl Shared {
             .await
             .map_err(self.error("queue.declare"))?;
         self.metrics.set_length(u64::from(queue.message_count()));
-        self.metrics
-            .set_pending(self.unsettled.load(Ordering::Relaxed));
+        let (pending, lag) = {
+            let unsettled = self.unsettled_map();
+            let now = unix_seconds(SystemTime::now());
+            (
+                unsettled.len() as u64,
+                oldest_age(unsettled.values().copied(), now),
+            )
+        };
+        self.metrics.set_pending(pending);
+        self.metrics.set_lag(lag);
         Ok(())
     }
 }
@@ -404,7 +452,7 @@ impl Pending {
     fn take(&mut self) -> Option<Acker> {
         let acker = self.acker.take();
         if acker.is_some() {
-            self.shared.unsettled.fetch_sub(1, Ordering::Relaxed);
+            self.shared.unsettled_map().remove(&self.key);
         }
         acker
     }
@@ -470,5 +518,41 @@ impl Drop for Pending {
                 let _ = acker.nack(requeue).await;
             });
         }
+    }
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it).
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The age at `now` of the oldest of `timestamps` (Unix seconds; `None`s, messages published
+/// without a timestamp, are skipped); zero when there is none, or for a timestamp in the
+/// future (clocks disagree).
+fn oldest_age(timestamps: impl Iterator<Item = Option<u64>>, now: u64) -> Duration {
+    timestamps.flatten().min().map_or(Duration::ZERO, |oldest| {
+        Duration::from_secs(now.saturating_sub(oldest))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::queue::rabbitmq::oldest_age;
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_timestamped_delivery() {
+        let held = [Some(1_000), None, Some(990), Some(1_005)];
+        assert_eq!(oldest_age(held.into_iter(), 1_010), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn lag_is_zero_without_timestamped_deliveries_or_for_future_ones() {
+        assert_eq!(oldest_age([None, None].into_iter(), 1_010), Duration::ZERO);
+        assert_eq!(oldest_age(std::iter::empty(), 1_010), Duration::ZERO);
+        assert_eq!(oldest_age([Some(2_000)].into_iter(), 1_010), Duration::ZERO);
     }
 }

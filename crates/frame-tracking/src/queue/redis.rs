@@ -216,7 +216,7 @@ impl RedisQueue {
         let json = metadata.to_json()?;
         let mut trace = Vec::new();
         carrier::inject(
-            &shared.spans.context_of(&span),
+            &shared.spans.context_of(&span, metadata),
             &mut carrier::StreamFieldsInjector(&mut trace),
         );
         let mut cmd = redis::cmd("XADD");
@@ -444,7 +444,9 @@ impl Shared {
                 state.buffer.push_back(Received {
                     payload: decoded.payload,
                     metadata: decoded.metadata,
-                    context: carrier::extract(&carrier::StreamFieldsExtractor(&decoded.trace)),
+                    context: self
+                        .spans
+                        .extract(&carrier::StreamFieldsExtractor(&decoded.trace)),
                     message_id: entry.id.clone(),
                     delivery_count,
                     settle: Settle::Redis(Pending {
