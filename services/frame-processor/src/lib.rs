@@ -17,9 +17,11 @@
 //! - [`store`], [`cameras`]: bounded result store and per-camera state.
 //! - [`simulate`]: server-side synthetic frames.
 //! - [`metrics`]: the metric catalog.
+//! - [`accuracy`]: detections scored against ground truth, when a frame carries it.
 
 #![warn(missing_docs)]
 
+pub mod accuracy;
 pub mod api;
 pub mod app;
 pub mod cameras;
