@@ -1,16 +1,20 @@
 //! Per-camera state: statistics for `GET /cameras/{camera_id}/stats` and the thumbnail of
-//! the camera's latest frame, which the gesture stage compares the next frame with.
+//! the camera's latest frame, which the gesture stage compares the next frame with (with
+//! that frame's ground truth, which scoring the next frame's gestures needs).
 //!
 //! Camera ids come from clients, so the map is bounded: beyond `max_cameras` the camera
-//! seen least recently is forgotten.
+//! seen least recently is forgotten. Per camera, only counters and the latest frame's
+//! thumbnail and ground truth (at most [`crate::accuracy::MAX_TRUTHS`] objects) are kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use frame_capture::scene::GroundTruth;
 use frame_tracking::FrameId;
 use serde::{Deserialize, Serialize};
 
+use crate::accuracy::{Accuracy, FrameScore};
 use crate::detect::{Stage, Thumbnail};
 use crate::model::FrameResult;
 
@@ -31,6 +35,34 @@ pub struct CameraStats {
     pub last_frame_id: Option<String>,
     /// When the latest result was stored, milliseconds since the Unix epoch.
     pub last_processed_at_ms: u64,
+    /// Detections scored against the ground truth of the frames that carried one; `null`
+    /// when none did.
+    #[serde(default)]
+    pub accuracy: Option<Accuracy>,
+}
+
+/// The camera's latest frame, which the next one is compared with.
+#[derive(Debug, Clone)]
+pub struct PreviousFrame {
+    /// Its thumbnail.
+    pub thumbnail: Arc<Thumbnail>,
+    /// Its ground truth, when it had one.
+    pub ground_truth: Option<Arc<[GroundTruth]>>,
+}
+
+/// What [`Cameras::record`] records of a processed frame.
+#[derive(Debug)]
+pub struct Processed<'a> {
+    /// The frame's id.
+    pub frame_id: FrameId,
+    /// Its thumbnail.
+    pub thumbnail: Arc<Thumbnail>,
+    /// Its ground truth, when it had one.
+    pub ground_truth: Option<Arc<[GroundTruth]>>,
+    /// Its detections' score, when it had ground truth.
+    pub score: Option<FrameScore>,
+    /// Its result.
+    pub result: &'a FrameResult,
 }
 
 /// Every camera's state.
@@ -44,7 +76,7 @@ pub struct Cameras {
 struct CameraState {
     stats: CameraStats,
     total_processing_ms: f64,
-    latest: Option<(FrameId, Arc<Thumbnail>)>,
+    latest: Option<(FrameId, PreviousFrame)>,
     last_seen: Instant,
 }
 
@@ -57,16 +89,24 @@ impl Cameras {
         }
     }
 
-    /// The thumbnail of the camera's latest frame before `frame_id`, if any.
-    pub fn previous(&self, camera_id: &str, frame_id: &FrameId) -> Option<Arc<Thumbnail>> {
+    /// The camera's latest frame before `frame_id`, if any.
+    pub fn previous(&self, camera_id: &str, frame_id: &FrameId) -> Option<PreviousFrame> {
         let inner = self.lock();
-        let (latest_id, thumbnail) = inner.get(camera_id)?.latest.as_ref()?;
-        (latest_id < frame_id).then(|| thumbnail.clone())
+        let (latest_id, previous) = inner.get(camera_id)?.latest.as_ref()?;
+        (latest_id < frame_id).then(|| previous.clone())
     }
 
-    /// Records a processed frame: statistics, and its thumbnail when it is the camera's
-    /// newest frame (frames processed out of order do not move history backwards).
-    pub fn record(&self, frame_id: FrameId, thumbnail: Arc<Thumbnail>, result: &FrameResult) {
+    /// Records a processed frame: statistics (its score among them), and its thumbnail and
+    /// ground truth when it is the camera's newest frame (frames processed out of order do
+    /// not move history backwards).
+    pub fn record(&self, processed: Processed<'_>) {
+        let Processed {
+            frame_id,
+            thumbnail,
+            ground_truth,
+            score,
+            result,
+        } = processed;
         let mut inner = self.lock();
         if !inner.contains_key(&result.camera_id) && inner.len() >= self.max_cameras {
             let oldest = inner
@@ -91,6 +131,7 @@ impl Cameras {
                     average_processing_ms: 0.0,
                     last_frame_id: None,
                     last_processed_at_ms: 0,
+                    accuracy: None,
                 },
                 total_processing_ms: 0.0,
                 latest: None,
@@ -111,13 +152,25 @@ impl Cameras {
         state.total_processing_ms += result.processing_time_ms;
         stats.average_processing_ms = state.total_processing_ms / stats.frames_processed as f64;
         stats.last_processed_at_ms = result.processed_at_ms;
+        if let Some(score) = &score {
+            stats
+                .accuracy
+                .get_or_insert_with(Accuracy::default)
+                .add(score);
+        }
         let newer = state
             .latest
             .as_ref()
             .is_none_or(|(latest_id, _)| *latest_id < frame_id);
         if newer {
             stats.last_frame_id = Some(frame_id.to_string());
-            state.latest = Some((frame_id, thumbnail));
+            state.latest = Some((
+                frame_id,
+                PreviousFrame {
+                    thumbnail,
+                    ground_truth,
+                },
+            ));
         }
     }
 

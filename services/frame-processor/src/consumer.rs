@@ -129,8 +129,8 @@ async fn handle(processor: &Arc<Processor>, delivery: Delivery) {
     }
 }
 
-/// The pipeline input of a message: its metadata says size and format, the payload is
-/// the encoded pixels.
+/// The pipeline input of a message: its metadata says size and format (and, from
+/// synthetic cameras, the ground truth), the payload is the encoded pixels.
 pub fn input_of(delivery: &Delivery) -> Result<FrameInput, ProcessError> {
     let metadata = delivery.metadata();
     let invalid = |message: String| ProcessError::Frame(FrameError::Invalid(message));
@@ -159,5 +159,7 @@ pub fn input_of(delivery: &Delivery) -> Result<FrameInput, ProcessError> {
             .ok()
             .map(|elapsed| elapsed.as_secs_f64()),
         encoded: delivery.payload().to_vec(),
+        // The capture service puts the scene's ground truth among the attributes.
+        ground_truth: crate::accuracy::ground_truth_of_attributes(&metadata.attributes),
     })
 }

@@ -10,6 +10,9 @@
 //! }
 //! ```
 //!
+//! A `metadata` field (the frame's `FrameMetadata`) may follow; its
+//! `attributes.ground_truth` makes the frame scored, and nothing in it can fail the request.
+//!
 //! Every problem is reported naming the field: a missing `image`, a raw size that is not
 //! `width x height x 3`, a PNG that does not decode or whose size differs from
 //! `frame_data`.
@@ -19,6 +22,7 @@ use std::io::Cursor;
 use std::str::FromStr;
 
 use base64::Engine as _;
+use frame_capture::scene::GroundTruth;
 use frame_tracking::FrameId;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -40,6 +44,11 @@ pub struct ProcessRequest {
     /// The pixels, base64: a PNG or JPEG file, or raw rgb24 rows.
     #[serde(default)]
     pub image: Option<String>,
+    /// The frame's `FrameMetadata`, as frame-capture sends it. Only
+    /// `attributes.ground_truth` is read (see [`crate::accuracy`]), leniently: any JSON is
+    /// accepted here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// What the request says about the pixels.
@@ -109,6 +118,9 @@ pub struct FrameInput {
     pub timestamp: Option<f64>,
     /// The pixel bytes, base64-decoded but not yet image-decoded.
     pub encoded: Vec<u8>,
+    /// What the frame shows, when its metadata says (synthetic frames): its detections are
+    /// then scored ([`crate::accuracy`]).
+    pub ground_truth: Option<Vec<GroundTruth>>,
 }
 
 /// Why a request's frame cannot be used; every message names the field.
@@ -179,6 +191,10 @@ impl ProcessRequest {
             format,
             timestamp: data.timestamp,
             encoded,
+            ground_truth: self
+                .metadata
+                .as_ref()
+                .and_then(crate::accuracy::ground_truth_of_metadata),
         })
     }
 }
@@ -311,6 +327,7 @@ mod tests {
                 timestamp: None,
             },
             image: image.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
+            metadata: None,
         }
     }
 

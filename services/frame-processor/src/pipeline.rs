@@ -30,11 +30,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use frame_capture::scene::GroundTruth;
 use tokio::sync::Semaphore;
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
-use crate::cameras::{CameraStats, Cameras};
+use crate::accuracy::{self, FrameScore};
+use crate::cameras::{CameraStats, Cameras, Processed};
 use crate::detect::{Detection, Detector, Stage, StageInput, Thumbnail};
 use crate::metrics::{self, DETECTIONS, FRAMES_PROCESSED};
 use crate::model::{Detections, FrameError, FrameInput, FrameResult, StageResult, Summary};
@@ -69,6 +71,13 @@ pub struct Processor {
     store: ResultStore,
     cameras: Cameras,
     slots: Semaphore,
+}
+
+/// What the camera keeps of a frame besides its result.
+struct Recorded {
+    thumbnail: Arc<Thumbnail>,
+    ground_truth: Option<Arc<[GroundTruth]>>,
+    score: Option<FrameScore>,
 }
 
 /// What the blocking part of processing hands back.
@@ -119,7 +128,7 @@ impl Processor {
 
     async fn process_in_span(
         self: &Arc<Self>,
-        input: FrameInput,
+        mut input: FrameInput,
     ) -> Result<FrameResult, ProcessError> {
         let _slot = self
             .slots
@@ -128,11 +137,18 @@ impl Processor {
             .map_err(|_| ProcessError::Internal("the processor is shutting down".into()))?;
         let started = Instant::now();
         let previous = self.cameras.previous(&input.camera_id, &input.frame_id);
+        // Gestures are scored against the truth of the frame the gesture stage compares
+        // this one with, whichever frame that is.
+        let (previous_thumbnail, previous_truth) = match previous {
+            Some(previous) => (Some(previous.thumbnail), previous.ground_truth),
+            None => (None, None),
+        };
+        let ground_truth: Option<Arc<[_]>> = input.ground_truth.take().map(Arc::from);
         let span = Span::current();
         let this = Arc::clone(self);
         let (input, analysis) = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let analysis = this.analyse(&input, previous);
+            let analysis = this.analyse(&input, previous_thumbnail);
             (input, analysis)
         })
         .await
@@ -156,6 +172,9 @@ impl Processor {
             result.items.extend(items);
             result.duration_ms += elapsed.as_secs_f64() * 1000.0;
         }
+        let score = ground_truth
+            .as_deref()
+            .map(|truth| accuracy::score_frame(truth, previous_truth.as_deref(), &detections));
         let summary = summarise(&detections);
         Span::current().record("detections.total", summary.total_detections as i64);
         let result = FrameResult {
@@ -170,7 +189,15 @@ impl Processor {
             detections,
             summary,
         };
-        self.store(&input, analysis.thumbnail, &result);
+        self.store(
+            &input,
+            Recorded {
+                thumbnail: analysis.thumbnail,
+                ground_truth,
+                score,
+            },
+            &result,
+        );
         ::metrics::counter!(FRAMES_PROCESSED).increment(1);
         metrics::stage_duration("total", started.elapsed());
         Ok(result)
@@ -217,7 +244,7 @@ impl Processor {
         })
     }
 
-    fn store(&self, input: &FrameInput, thumbnail: Arc<Thumbnail>, result: &FrameResult) {
+    fn store(&self, input: &FrameInput, recorded: Recorded, result: &FrameResult) {
         let span = tracing::info_span!(
             "store_result",
             frame.id = %input.frame_id,
@@ -227,7 +254,13 @@ impl Processor {
         let _entered = span.enter();
         let started = Instant::now();
         self.store.insert(result.clone());
-        self.cameras.record(input.frame_id, thumbnail, result);
+        self.cameras.record(Processed {
+            frame_id: input.frame_id,
+            thumbnail: recorded.thumbnail,
+            ground_truth: recorded.ground_truth,
+            score: recorded.score,
+            result,
+        });
         span.record("store.frames", self.store.len() as i64);
         metrics::stage_duration("store", started.elapsed());
     }

@@ -112,6 +112,8 @@ pub async fn simulate(
             format: PixelFormat::Rgb24,
             timestamp: None,
             encoded: rendered.image.into_raw(),
+            // The scene's truth is known here, so simulated frames are scored too.
+            ground_truth: Some(rendered.truth.clone()),
         };
         let result = processor.process(input).await?;
         frames.push(SimulatedFrame {

@@ -1,6 +1,7 @@
 //! Capture -> queue -> processor: frames sent by the capture service's queue delivery are
 //! consumed and processed, and the processor's spans continue the trace through the
-//! queue's producer and consumer spans. Needs the Redis and RabbitMQ servers that
+//! queue's producer and consumer spans, and the ground truth in the message's metadata
+//! is scored like over HTTP. Needs the Redis and RabbitMQ servers that
 //! `cargo xtask test` provisions.
 
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ async fn frames_flow_through_the_queue(kind: QueueKind, camera_id: &str) {
         let (status, stats) = app.get(&format!("/cameras/{camera_id}/stats")).await;
         if status == 200 && stats["frames_processed"] == 3 {
             assert_eq!(stats["detections"]["objects"], 9, "{stats}");
+            // The ground truth travels in the message's metadata: every frame is scored.
+            assert_eq!(stats["accuracy"]["frames_scored"], 3, "{stats}");
+            assert_eq!(stats["accuracy"]["objects"]["truths"], 9, "{stats}");
             break;
         }
         assert!(Instant::now() < deadline, "frames not processed: {stats}");
