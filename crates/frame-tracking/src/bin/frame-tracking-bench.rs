@@ -1,16 +1,32 @@
-//! `frame-tracking-bench [--messages N] [--rounds R] [--out FILE]`: the numbers behind
-//! `cargo xtask bench tracking`, measured in one process (build it in release mode).
+//! `frame-tracking-bench`: the measurements behind `cargo xtask bench tracking`, one per
+//! process (build it in release mode). Each invocation prints one JSON line on stdout;
+//! the xtask runs the modes interleaved over several rounds and reports medians.
 //!
-//! - `FrameId::generate`, and a `traceparent` + `tracestate` inject and extract round trip
-//!   through Redis Stream fields, in nanoseconds per operation (median of 7 runs);
-//! - the size of a `TraceContext`;
-//! - Redis Streams round-trip throughput (send, receive, ack; 32 sends in flight) with
-//!   propagation off and on (producer and consumer spans, context in the message, spans
-//!   exported over OTLP as configured by `OTEL_*`), interleaved per round, medians
-//!   reported, with this process's CPU time per message (all threads, exporter included)
-//!   next to it, which a busy machine disturbs less than throughput.
+//! - `frame-tracking-bench micro`: `FrameId::generate`, a `traceparent` (+ `tracestate`)
+//!   inject and extract round trip through Redis Stream fields, in nanoseconds per
+//!   operation (median of 7 runs), and the size of a `TraceContext`.
+//! - `frame-tracking-bench redis --mode M [--messages N] [--round R]`: one Redis Streams
+//!   round trip run (send, receive, ack; 32 sends in flight, one consumer) through
+//!   `RedisQueue`, in one of three modes that differ only in what they name:
 //!
-//! Prints a table and writes the results as JSON to `--out`. Needs Redis (`REDIS_URL`).
+//!   | mode | telemetry | `Propagation` | what differs from `plain` |
+//!   |---|---|---|---|
+//!   | `plain` | disabled (`OTEL_SDK_DISABLED`) | `Off` | nothing: the baseline |
+//!   | `propagation` | disabled | `W3c` | `_traceparent` on the wire, inject + extract |
+//!   | `traced` | from `OTEL_*` (OTLP) | `W3c` | also two spans per message, exported |
+//!
+//!   The queue creates the same producer and consumer `tracing` spans in every mode; with
+//!   telemetry disabled nothing records them. Every frame's metadata carries the same
+//!   trace context, which is what an untraced producer passes on (`propagation`), so the
+//!   message is the same size in every mode except for the propagation fields.
+//!
+//!   Reports messages per second over the round trip and this process's CPU time per
+//!   message (all threads, from `/proc/self/task/*/schedstat`; with `traced`, plus the
+//!   final flush of the remaining spans, from `/proc/self/stat` because the exporter's
+//!   threads are gone by then), and how many deliveries carried a valid context, which
+//!   checks that the mode did what it says.
+//!
+//! Needs Redis (`REDIS_URL`, or the local default).
 
 // Stdout is this binary's report.
 #![allow(clippy::print_stdout)]
@@ -22,36 +38,97 @@ use frame_tracking::carrier::{StreamFieldsExtractor, StreamFieldsInjector, extra
 use frame_tracking::queue::{Propagation, RedisConfig, RedisQueue};
 use frame_tracking::{FrameId, FrameMetadata, TraceContext};
 use futures::StreamExt;
+use telemetry::{Globals, Telemetry, TelemetryConfig};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
+const USAGE: &str = "usage: frame-tracking-bench micro | frame-tracking-bench redis \
+                     --mode plain|propagation|traced [--messages N] [--round R]";
+/// Runs per micro-benchmark; the median is reported.
 const RUNS: usize = 7;
+/// Sends in flight at once.
+const IN_FLIGHT: usize = 32;
+/// Spans the queue creates per message: the producer's and the consumer's.
+const SPANS_PER_MESSAGE: u64 = 2;
+/// `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat` on Linux.
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// What a Redis run measures; see the table at the top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Propagation,
+    Traced,
+}
+
+/// One Redis run's results.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rate: f64,
+    cpu_us: f64,
+    valid_contexts: u64,
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> BenchResult<()> {
-    let mut messages = 20_000u64;
-    let mut rounds = 3usize;
-    let mut out = None;
     let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--messages" => messages = value()?.parse()?,
-            "--rounds" => rounds = value()?.parse()?,
-            "--out" => out = Some(value()?),
-            other => return Err(format!("unknown argument {other}").into()),
+    match args.next().as_deref() {
+        Some("micro") => micro(),
+        Some("redis") => {
+            let mut mode = None;
+            let mut messages = 20_000u64;
+            let mut round = 0usize;
+            while let Some(arg) = args.next() {
+                let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+                match arg.as_str() {
+                    "--mode" => mode = Some(Mode::parse(&value()?)?),
+                    "--messages" => messages = value()?.parse()?,
+                    "--round" => round = value()?.parse()?,
+                    other => return Err(format!("unknown argument {other}; {USAGE}").into()),
+                }
+            }
+            let mode = mode.ok_or(format!("--mode is required; {USAGE}"))?;
+            if messages == 0 {
+                return Err("--messages must be positive".into());
+            }
+            redis(mode, messages, round).await
+        }
+        _ => Err(USAGE.into()),
+    }
+}
+
+impl Mode {
+    fn parse(name: &str) -> BenchResult<Mode> {
+        match name {
+            "plain" => Ok(Mode::Plain),
+            "propagation" => Ok(Mode::Propagation),
+            "traced" => Ok(Mode::Traced),
+            other => Err(format!("unknown mode {other}; {USAGE}").into()),
         }
     }
-    let telemetry = telemetry::init(telemetry::ServiceInfo {
-        name: "frame-tracking-bench",
-        version: env!("CARGO_PKG_VERSION"),
-        catalogs: &[],
-    })?;
 
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Propagation => "propagation",
+            Mode::Traced => "traced",
+        }
+    }
+
+    fn propagation(self) -> Propagation {
+        match self {
+            Mode::Plain => Propagation::Off,
+            Mode::Propagation | Mode::Traced => Propagation::W3c,
+        }
+    }
+}
+
+/// The micro-benchmarks, as one JSON line.
+fn micro() -> BenchResult<()> {
     let generate_ns = per_op(1_000_000, || {
         black_box(FrameId::generate(black_box("cam01"), black_box("rgb")).ok());
     });
-    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let round_trip = |context: TraceContext| {
         per_op(1_000_000, || {
             let mut fields = Vec::with_capacity(2);
@@ -59,90 +136,81 @@ async fn main() -> BenchResult<()> {
             black_box(extract(&StreamFieldsExtractor(&fields)));
         })
     };
-    let round_trip_ns = round_trip(TraceContext::from_traceparent(traceparent)?);
+    let round_trip_ns = round_trip(TraceContext::from_traceparent(TRACEPARENT)?);
     let with_state_ns = round_trip(TraceContext::from_headers(
-        traceparent,
+        TRACEPARENT,
         &["congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"],
     )?);
-    let context_bytes = std::mem::size_of::<TraceContext>();
-
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let mut off = Vec::new();
-    let mut on = Vec::new();
-    for round in 0..rounds {
-        // Alternate which mode goes first, so a slow spell on this machine does not always
-        // land on the same one.
-        let order = if round % 2 == 0 {
-            [Propagation::Off, Propagation::W3c]
-        } else {
-            [Propagation::W3c, Propagation::Off]
-        };
-        for propagation in order {
-            let run = redis_round_trip(&url, messages, propagation, round).await?;
-            match propagation {
-                Propagation::Off => off.push(run),
-                Propagation::W3c => on.push(run),
-            }
-        }
-    }
-    let off_rate = median(off.iter().map(|run| run.rate).collect());
-    let on_rate = median(on.iter().map(|run| run.rate).collect());
-    let overhead_percent = (off_rate - on_rate) / off_rate * 100.0;
-    let off_cpu = median(off.iter().map(|run| run.cpu_us).collect());
-    let on_cpu = median(on.iter().map(|run| run.cpu_us).collect());
-    let cpu_overhead_percent = (on_cpu - off_cpu) / off_cpu * 100.0;
-
-    println!("| measurement | result | target |");
-    println!("|---|---|---|");
-    println!("| `FrameId::generate` | {generate_ns:.0} ns | ≤ 100 ns |");
-    println!("| traceparent inject + extract | {round_trip_ns:.0} ns | ≤ 300 ns |");
-    println!("| same with a two-member tracestate | {with_state_ns:.0} ns | |");
-    println!("| `size_of::<TraceContext>()` | {context_bytes} bytes | ≤ 128 bytes |");
-    println!("| Redis round trip, no propagation | {off_rate:.0} msg/s | |");
-    println!("| Redis round trip, with propagation | {on_rate:.0} msg/s | |");
-    println!("| propagation overhead (throughput) | {overhead_percent:.1} % | < 2 % |");
-    println!("| process CPU per message, no propagation | {off_cpu:.1} µs | |");
-    println!("| process CPU per message, with propagation | {on_cpu:.1} µs | |");
-    println!("| propagation overhead (CPU per message) | {cpu_overhead_percent:.1} % | |");
-    let rates = |runs: &[Run]| runs.iter().map(|run| run.rate.round()).collect::<Vec<_>>();
-    println!(
-        "({messages} messages per run, {rounds} round(s), medians; msg/s without: {:?}, with: {:?})",
-        rates(&off),
-        rates(&on)
-    );
-
     let json = serde_json::json!({
         "frame_id_generate_ns": generate_ns,
         "traceparent_round_trip_ns": round_trip_ns,
-        "trace_context_bytes": context_bytes,
-        "redis_messages_per_run": messages,
-        "rounds": rounds,
-        "redis_round_trip_msgs_per_s_without_propagation": off_rate,
-        "redis_round_trip_msgs_per_s_with_propagation": on_rate,
         "traceparent_and_tracestate_round_trip_ns": with_state_ns,
-        "redis_runs_msgs_per_s_without_propagation": rates(&off),
-        "redis_runs_msgs_per_s_with_propagation": rates(&on),
-        "propagation_overhead_percent": overhead_percent,
-        "cpu_us_per_message_without_propagation": off_cpu,
-        "cpu_us_per_message_with_propagation": on_cpu,
-        "propagation_cpu_overhead_percent": cpu_overhead_percent,
-        "targets": {
-            "frame_id_generate_ns": 100,
-            "traceparent_round_trip_ns": 300,
-            "trace_context_bytes": 128,
-            "propagation_overhead_percent": 2,
-        },
+        "trace_context_bytes": std::mem::size_of::<TraceContext>(),
     });
-    if let Some(out) = out {
-        std::fs::write(&out, serde_json::to_string_pretty(&json)?)?;
+    println!("{json}");
+    Ok(())
+}
+
+/// One Redis run in `mode`, as one JSON line.
+async fn redis(mode: Mode, messages: u64, round: usize) -> BenchResult<()> {
+    let mut config = TelemetryConfig::from_env()?;
+    config.sdk_disabled = mode != Mode::Traced;
+    let telemetry = Telemetry::start(
+        telemetry::ServiceInfo {
+            name: "frame-tracking-bench",
+            version: env!("CARGO_PKG_VERSION"),
+            catalogs: &[],
+        },
+        config,
+        Globals::Install,
+    )?;
+    if mode == Mode::Traced && telemetry.tracer().is_none() {
+        return Err("mode traced needs a traces exporter (OTEL_TRACES_EXPORTER=otlp)".into());
     }
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let run = redis_round_trip(&url, messages, mode, round).await?;
+
+    // What is still queued for export is part of what tracing costs: flush it inside the
+    // measurement. The exporter's threads end with the flush, so their time is read from
+    // the process totals, which keep the time of ended threads.
+    let flush_start = process_cpu_total()?;
     telemetry.shutdown()?;
+    let flush = process_cpu_total()?.saturating_sub(flush_start);
+    let cpu_us = run.cpu_us + flush.as_secs_f64() * 1e6 / messages as f64;
+
+    let expected_contexts = match mode {
+        Mode::Plain => 0,
+        Mode::Propagation | Mode::Traced => messages,
+    };
+    if run.valid_contexts != expected_contexts {
+        return Err(format!(
+            "mode {} delivered {} of {messages} messages with a valid context, expected {expected_contexts}",
+            mode.name(),
+            run.valid_contexts
+        )
+        .into());
+    }
+    let spans = match mode {
+        Mode::Traced => messages * SPANS_PER_MESSAGE,
+        Mode::Plain | Mode::Propagation => 0,
+    };
+    let json = serde_json::json!({
+        "mode": mode.name(),
+        "round": round,
+        "messages": messages,
+        "msgs_per_s": run.rate,
+        "cpu_us_per_message": cpu_us,
+        "flush_cpu_us_per_message": flush.as_secs_f64() * 1e6 / messages as f64,
+        "valid_contexts": run.valid_contexts,
+        "spans_ended": spans,
+    });
+    println!("{json}");
     Ok(())
 }
 
 /// Median nanoseconds per call of `op` over [`RUNS`] runs of `iterations` calls.
 fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
-    let runs = (0..RUNS)
+    let mut runs: Vec<f64> = (0..RUNS)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..iterations {
@@ -151,22 +219,12 @@ fn per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
             start.elapsed().as_nanos() as f64 / f64::from(iterations)
         })
         .collect();
-    median(runs)
+    runs.sort_by(f64::total_cmp);
+    runs.get(runs.len() / 2).copied().unwrap_or_default()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or_default()
-}
-
-/// One Redis run: messages per second, and this process's CPU time per message.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    rate: f64,
-    cpu_us: f64,
-}
-
-/// CPU time of every thread of this process so far (`/proc/self/task/*/schedstat`).
+/// CPU time of every live thread of this process so far (`/proc/self/task/*/schedstat`,
+/// in nanoseconds).
 fn process_cpu() -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
@@ -179,36 +237,55 @@ fn process_cpu() -> Duration {
     Duration::from_nanos(nanos)
 }
 
-/// Messages per second through a fresh stream: 32 sends in flight while one consumer
-/// receives and acks every message; the spans of a run are flushed within it.
-async fn redis_round_trip(
-    url: &str,
-    messages: u64,
-    propagation: Propagation,
-    round: usize,
-) -> BenchResult<Run> {
+/// User + system CPU time of this process, ended threads included (`/proc/self/stat`, in
+/// clock ticks).
+fn process_cpu_total() -> BenchResult<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name, which is in parentheses and may contain spaces;
+    // utime and stime are fields 14 and 15 of the whole line.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("/proc/self/stat has no command name")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| -> BenchResult<u64> {
+        Ok(fields
+            .get(index)
+            .ok_or("/proc/self/stat is too short")?
+            .parse::<u64>()?)
+    };
+    // `rest` starts at field 3 (state): field n is at index n - 3.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_millis(total * 1000 / CLOCK_TICKS_PER_SECOND))
+}
+
+/// Messages through a fresh stream: [`IN_FLIGHT`] sends in flight while one consumer
+/// receives and acks every message.
+async fn redis_round_trip(url: &str, messages: u64, mode: Mode, round: usize) -> BenchResult<Run> {
     let stream = format!(
-        "bench:tracking:{}:{round}:{propagation:?}",
-        std::process::id()
+        "bench:tracking:{}:{round}:{}",
+        std::process::id(),
+        mode.name()
     );
     let queue = RedisQueue::connect(RedisConfig {
-        propagation,
+        propagation: mode.propagation(),
         batch: 64,
         max_len: None,
         claim_interval: Duration::from_secs(60),
         ..RedisConfig::new(url, &stream, "bench", "consumer")
     })
     .await?;
-    let metadata = FrameMetadata::new(FrameId::generate("cam01", "rgb")?);
+    let mut metadata = FrameMetadata::new(FrameId::generate("cam01", "rgb")?);
+    metadata.trace_context = Some(TraceContext::from_traceparent(TRACEPARENT)?);
     let payload = vec![0u8; 256];
     let start = Instant::now();
     let cpu_start = process_cpu();
     let producer = {
-        let (queue, metadata, payload) = (queue.clone(), metadata.clone(), payload.clone());
+        let queue = queue.clone();
         tokio::spawn(async move {
             futures::stream::iter(0..messages)
                 .map(|_| queue.send(&metadata, &payload))
-                .buffer_unordered(32)
+                .buffer_unordered(IN_FLIGHT)
                 .fold(
                     Ok(()),
                     |result, sent| async move { result.and(sent.map(drop)) },
@@ -216,8 +293,11 @@ async fn redis_round_trip(
                 .await
         })
     };
+    let mut valid_contexts = 0;
     for _ in 0..messages {
-        queue.receive().await?.ack().await?;
+        let delivery = queue.receive().await?;
+        valid_contexts += u64::from(delivery.context().is_valid());
+        delivery.ack().await?;
     }
     let elapsed = start.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_start);
@@ -232,5 +312,6 @@ async fn redis_round_trip(
     Ok(Run {
         rate: messages as f64 / elapsed.as_secs_f64(),
         cpu_us: cpu.as_secs_f64() * 1e6 / messages as f64,
+        valid_contexts,
     })
 }
