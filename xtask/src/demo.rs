@@ -1,280 +1,739 @@
-//! `cargo xtask demo`: two instrumented example services (A calls B) exporting to a local
-//! OTLP receiver; sends them traffic and prints what was exported.
+//! `cargo xtask demo`: the vision pipeline end to end on this machine.
 //!
-//! Needs nothing but Rust: no collector, no Jaeger. Everything it prints was read back
-//! from the receiver, the services' `/metrics` and their log lines.
+//! Builds and starts `tracker`, `frame-processor` and `frame-capture` on free local ports
+//! with embedded defaults (no Redis, no Jaeger: the services export their spans to the
+//! tracker over OTLP/HTTP, the tracker keeps them in SQLite under `target/demo/`), runs a
+//! bounded scenario (synthetic cameras for a number of seconds) with a progress line, then
+//! prints what happened, all read back from the services' APIs:
+//! frames captured / processed / dropped, detection precision and recall against the
+//! scene's ground truth, p50/p99 per stage, journey completeness and orphan spans, the
+//! waterfall of a typical and of the slowest frame, and the URLs to look further.
+//!
+//! `--redis URL` or `--amqp URL` sends frames through a Redis stream or a RabbitMQ queue
+//! instead of HTTP. `--keep-running` leaves everything up until Enter is pressed.
+//! `cargo xtask demo telemetry` runs the smaller telemetry-only demo.
+//!
+//! Exit code 0 only when every processed frame has a complete journey without orphan
+//! spans and every service exited cleanly.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
+use serde_json::Value;
+
+use crate::process::{Spawned, get_json};
+
+const USAGE: &str = "\
+usage: cargo xtask demo [options]
+       cargo xtask demo telemetry [--requests N]
+
+Options:
+  --cameras N      synthetic cameras (default 3)
+  --seconds S      how long the cameras capture (default 10)
+  --fps F          frames per second per camera (default 5)
+  --redis URL      deliver frames through the Redis stream frames:queue
+  --amqp URL       deliver frames through the RabbitMQ queue frames:queue
+  --keep-running   leave the services running until Enter is pressed";
+
+/// The stages every processed frame's journey must have, besides its hop.
+const FRAME_STAGES: [&str; 6] = [
+    "capture",
+    "process_frame",
+    "detect_objects",
+    "detect_faces",
+    "detect_gestures",
+    "store_result",
+];
+
+/// The queue every delivery mode names (the Redis stream or the RabbitMQ queue).
+const QUEUE_NAME: &str = "frames:queue";
+
+#[derive(Debug)]
+struct Options {
+    cameras: u32,
+    seconds: u64,
+    fps: f64,
+    delivery: Delivery,
+    keep_running: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Delivery {
+    Http,
+    Redis(String),
+    Amqp(String),
+}
+
+impl Delivery {
+    fn name(&self) -> &'static str {
+        match self {
+            Delivery::Http => "http",
+            Delivery::Redis(_) => "redis",
+            Delivery::Amqp(_) => "amqp",
+        }
+    }
+
+    /// The two stages of the hop between capture and processor.
+    fn hop_stages(&self) -> [String; 2] {
+        match self {
+            Delivery::Http => ["POST".to_owned(), "POST /process".to_owned()],
+            Delivery::Redis(_) | Delivery::Amqp(_) => [
+                format!("send {QUEUE_NAME}"),
+                format!("process {QUEUE_NAME}"),
+            ],
+        }
+    }
+}
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
-    let requests: usize = match args {
-        [] => 200,
-        [flag, n] if flag == "--requests" => n.parse().context("--requests takes a number")?,
-        _ => bail!("usage: cargo xtask demo [--requests N]"),
-    };
+    if args.first().map(String::as_str) == Some("telemetry") {
+        return crate::demo_telemetry::run(&args[1..]);
+    }
+    let options = parse_options(args)?;
     let root = crate::project_root();
-    println!("building the example service and the OTLP receiver...");
+    build(&root)?;
+    let bin = root.join("target/release");
+    let run_dir = root.join("target/demo");
+    let _ = std::fs::remove_dir_all(&run_dir);
+    let logs = run_dir.join("logs");
+    std::fs::create_dir_all(&logs).context("cannot create target/demo/logs")?;
+
+    let mut services = Services::start(&bin, &run_dir, &logs, &options)?;
+    let outcome = scenario(&mut services, &bin, &options);
+    let outcome = match outcome {
+        Ok(report) => {
+            if options.keep_running {
+                println!("\neverything keeps running; press Enter to stop");
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+            }
+            Ok(report)
+        }
+        Err(error) => Err(error),
+    };
+    let stopped = services.stop_all();
+    println!("logs: {}", logs.display());
+    let report = outcome?;
+    stopped?;
+    report.verdict()
+}
+
+fn parse_options(args: &[String]) -> anyhow::Result<Options> {
+    let mut options = Options {
+        cameras: 3,
+        seconds: 10,
+        fps: 5.0,
+        delivery: Delivery::Http,
+        keep_running: false,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--cameras" => {
+                options.cameras = value()?.parse().context("--cameras takes a number")?
+            }
+            "--seconds" => {
+                options.seconds = value()?.parse().context("--seconds takes a number")?
+            }
+            "--fps" => options.fps = value()?.parse().context("--fps takes a number")?,
+            "--redis" => options.delivery = Delivery::Redis(value()?.clone()),
+            "--amqp" => options.delivery = Delivery::Amqp(value()?.clone()),
+            "--keep-running" => options.keep_running = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    ensure!(
+        (1..=16).contains(&options.cameras),
+        "--cameras must be between 1 and 16"
+    );
+    ensure!(
+        (1..=600).contains(&options.seconds),
+        "--seconds must be between 1 and 600"
+    );
+    Ok(options)
+}
+
+fn build(root: &Path) -> anyhow::Result<()> {
+    println!("building tracker, frame-processor and frame-capture (release)...");
+    let started = Instant::now();
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
-        .current_dir(&root)
+        .current_dir(root)
         .args([
             "build",
+            "--release",
             "-q",
             "-p",
-            "telemetry",
+            "tracker",
             "-p",
-            "otlp-sink",
+            "frame-processor",
+            "-p",
+            "frame-capture",
             "--bins",
         ])
         .status()
         .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("cargo build failed");
-    }
-    let bin = root.join("target/debug");
-
-    let mut sink = Spawned::start(
-        Command::new(bin.join("otlp-sink")).arg("--report"),
-        "otlp-sink",
-    )?;
-    let endpoints = sink.stdout_line(Duration::from_secs(10))?;
-    let grpc = json_string(&endpoints, "grpc").context("otlp-sink printed no gRPC endpoint")?;
-    println!("OTLP receiver on {grpc} (gRPC)");
-
-    let service = |name: &str, downstream: Option<&str>| -> anyhow::Result<(Spawned, u16)> {
-        let mut command = Command::new(bin.join("telemetry-example"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("OTEL_SERVICE_NAME", name)
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc)
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            .env("OTEL_LOGS_EXPORTER", "console,otlp")
-            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-            .env("RUST_LOG", "info");
-        if let Some(url) = downstream {
-            command.env("DOWNSTREAM_URL", url);
-        }
-        let mut spawned = Spawned::start(&mut command, name)?;
-        let port = spawned.port(Duration::from_secs(20))?;
-        println!("{name} listening on http://127.0.0.1:{port}");
-        Ok((spawned, port))
-    };
-    let (b, b_port) = service("service-b", None)?;
-    let (a, a_port) = service("service-a", Some(&format!("http://127.0.0.1:{b_port}")))?;
-
-    println!("\nsending {requests} requests to service-a...");
-    let started = Instant::now();
-    let mut statuses = std::collections::BTreeMap::<(String, u16), usize>::new();
-    for i in 0..requests {
-        let path = match i % 10 {
-            0 => "/chain".to_owned(),
-            1 => "/fail".to_owned(),
-            2 => format!("/no/such/page/{i}?token=secret"),
-            _ => format!("/items/{i}"),
-        };
-        let (status, _) = http_get(a_port, &path)?;
-        let route = path.split('/').nth(1).unwrap_or_default().to_owned();
-        *statuses.entry((route, status)).or_default() += 1;
-    }
-    println!(
-        "done in {:.2} s; responses by first path segment and status:",
-        started.elapsed().as_secs_f64()
-    );
-    for ((route, status), count) in &statuses {
-        println!("  /{route:<10} {status}  x{count}");
-    }
-
-    // Let the batch processors export before reading metrics.
-    std::thread::sleep(Duration::from_millis(600));
-    let (_, metrics) = http_get(a_port, "/metrics")?;
-    println!("\nservice-a /metrics (excerpt, http://127.0.0.1:{a_port}/metrics):");
-    for line in metrics.lines().filter(|l| {
-        l.starts_with("http_server_request_duration_seconds_count")
-            || l.starts_with("http_server_errors_total")
-            || l.starts_with("http_client_request_duration_seconds_count")
-            || l.starts_with("telemetry_spans_")
-            || l.starts_with("process_resident_memory_bytes")
-            || l.starts_with("build_info")
-    }) {
-        println!("  {line}");
-    }
-
-    let a_logs = a.stop()?;
-    let b_logs = b.stop()?;
-    println!("\nservice-a log lines correlated with traces (JSON on stdout):");
-    for line in a_logs.iter().filter(|l| l.contains("\"trace_id\"")).take(3) {
-        println!("  {line}");
-    }
-    let correlated = a_logs
-        .iter()
-        .chain(&b_logs)
-        .filter(|l| l.contains("\"trace_id\""))
-        .count();
-    println!(
-        "  ({correlated} of {} log lines carry trace_id/span_id)",
-        a_logs.len() + b_logs.len()
-    );
-
-    let report = sink.stop()?;
-    println!("\nwhat the OTLP receiver got:");
-    for line in &report {
-        println!("  {line}");
-    }
-    let secret_leaked = report
-        .iter()
-        .chain(&a_logs)
-        .any(|l| l.contains("token=secret"));
-    if secret_leaked {
-        bail!("a query string reached the exported telemetry");
-    }
-    println!(
-        "\nno query string or credential reached spans or logs; all processes exited cleanly."
-    );
+    ensure!(status.success(), "cargo build failed");
+    println!("built in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// A child process whose stdout and stderr are read on background threads.
-struct Spawned {
-    name: String,
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-    stdout_seen: Vec<String>,
+/// The three running services, stopped in reverse order of the pipeline.
+struct Services {
+    tracker: Option<Spawned>,
+    processor: Option<Spawned>,
+    capture: Option<Spawned>,
+    tracker_url: String,
+    processor_url: String,
+    capture_url: String,
 }
 
-impl Spawned {
-    fn start(command: &mut Command, name: &str) -> anyhow::Result<Self> {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        let stdout = lines(child.stdout.take().context("no stdout")?);
-        let stderr = lines(child.stderr.take().context("no stderr")?);
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-            stdout,
-            stderr,
-            stdout_seen: Vec::new(),
+impl Services {
+    fn start(
+        bin: &Path,
+        run_dir: &Path,
+        logs: &Path,
+        options: &Options,
+    ) -> anyhow::Result<Services> {
+        let mut tracker = Spawned::start(
+            base_command(&bin.join("tracker"))
+                .env("PORT", "0")
+                .env("OTLP_GRPC_PORT", "0")
+                .env("DATA_DIR", run_dir.join("tracker-data"))
+                .env("OTEL_TRACES_EXPORTER", "none"),
+            "tracker",
+            Some(logs),
+        )?;
+        let tracker_url = tracker.url(Duration::from_secs(30))?;
+        println!("tracker          {tracker_url}");
+
+        let mut command = exporting_command(&bin.join("frame-processor"), &tracker_url);
+        command.env("PORT", "0");
+        match &options.delivery {
+            Delivery::Http => {}
+            Delivery::Redis(url) => {
+                command
+                    .env("QUEUE", "redis")
+                    .env("REDIS_URL", url)
+                    .env("QUEUE_NAME", QUEUE_NAME);
+            }
+            Delivery::Amqp(url) => {
+                command
+                    .env("QUEUE", "amqp")
+                    .env("AMQP_URL", url)
+                    .env("QUEUE_NAME", QUEUE_NAME);
+            }
+        }
+        let mut processor = Spawned::start(&mut command, "frame-processor", Some(logs))?;
+        let processor_url = processor.url(Duration::from_secs(30))?;
+        println!("frame-processor  {processor_url}");
+
+        let mut command = exporting_command(&bin.join("frame-capture"), &tracker_url);
+        command
+            .env("PORT", "0")
+            .env("CAMERAS", options.cameras.to_string())
+            .env("FPS", options.fps.to_string())
+            .env("DURATION", format!("{}s", options.seconds))
+            .env("PROCESSOR_URL", &processor_url)
+            .env("DELIVERY", options.delivery.name())
+            .env("QUEUE_NAME", QUEUE_NAME);
+        match &options.delivery {
+            Delivery::Http => {}
+            Delivery::Redis(url) => {
+                command.env("REDIS_URL", url);
+            }
+            Delivery::Amqp(url) => {
+                command.env("AMQP_URL", url);
+            }
+        }
+        let mut capture = Spawned::start(&mut command, "frame-capture", Some(logs))?;
+        let capture_url = capture.url(Duration::from_secs(30))?;
+        println!(
+            "frame-capture    {capture_url}  ({} delivery)",
+            options.delivery.name()
+        );
+        Ok(Services {
+            tracker: Some(tracker),
+            processor: Some(processor),
+            capture: Some(capture),
+            tracker_url,
+            processor_url,
+            capture_url,
         })
     }
 
-    fn stdout_line(&mut self, timeout: Duration) -> anyhow::Result<String> {
-        let line = self
-            .stdout
-            .recv_timeout(timeout)
-            .with_context(|| format!("{} printed nothing within {timeout:?}", self.name))?;
-        self.stdout_seen.push(line.clone());
-        Ok(line)
+    /// Fails naming the first service that is no longer running.
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        for service in [&mut self.capture, &mut self.processor, &mut self.tracker]
+            .into_iter()
+            .flatten()
+        {
+            ensure!(
+                service.is_running(),
+                "{} exited unexpectedly (see target/demo/logs/{}.stderr.log)",
+                service.name(),
+                service.name()
+            );
+        }
+        Ok(())
     }
 
-    fn port(&mut self, timeout: Duration) -> anyhow::Result<u16> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .stderr
-                .recv_timeout(remaining)
-                .with_context(|| format!("{} did not start listening", self.name))?;
-            if let Some(port) = line.strip_prefix("listening on http://127.0.0.1:") {
-                return port.trim().parse().context("bad port");
+    /// SIGTERM to capture, processor, tracker (so spans are flushed before the tracker
+    /// stops); fails when one does not exit cleanly.
+    fn stop_all(&mut self) -> anyhow::Result<()> {
+        let mut failures = Vec::new();
+        for service in [
+            self.capture.take(),
+            self.processor.take(),
+            self.tracker.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Err(error) = service.stop() {
+                failures.push(error.to_string());
             }
-            eprintln!("{}: {line}", self.name);
         }
+        ensure!(failures.is_empty(), "{}", failures.join("; "));
+        Ok(())
     }
+}
 
-    /// SIGTERM, wait for exit (at most 15 s), return everything it printed on stdout.
-    fn stop(mut self) -> anyhow::Result<Vec<String>> {
-        let started = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
-            bail!("cannot signal {}", self.name);
-        }
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait()? {
-                break exit;
-            }
-            if started.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                bail!("{} did not exit within 15 s of SIGTERM", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        if !exit.success() {
-            bail!("{} exited with {exit}", self.name);
-        }
-        let mut lines = std::mem::take(&mut self.stdout_seen);
-        while let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(200)) {
-            lines.push(line);
-        }
-        for line in self.stderr.try_iter() {
-            if line.starts_with("warning") || line.starts_with("error") {
-                println!("{}: {line}", self.name);
-            }
-        }
-        println!(
-            "{} stopped in {} ms",
-            self.name,
-            started.elapsed().as_millis()
+/// A command with a clean environment (a user's `OTEL_*` variables must not leak in).
+fn base_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// A service exporting its spans to the tracker over OTLP/HTTP.
+fn exporting_command(program: &Path, tracker_url: &str) -> Command {
+    let mut command = base_command(program);
+    command
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", tracker_url)
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+        .env("OTEL_BSP_MAX_QUEUE_SIZE", "16384");
+    command
+}
+
+/// What the scenario found.
+struct Report {
+    processed: u64,
+    incomplete: Vec<String>,
+    orphans: u64,
+}
+
+impl Report {
+    fn verdict(&self) -> anyhow::Result<()> {
+        ensure!(self.processed > 0, "no frame was processed");
+        ensure!(
+            self.incomplete.is_empty(),
+            "{} processed frames have an incomplete journey, e.g. {}",
+            self.incomplete.len(),
+            self.incomplete[0]
         );
-        Ok(lines)
+        ensure!(
+            self.orphans == 0,
+            "{} spans have a parent the tracker never received",
+            self.orphans
+        );
+        println!("\nevery processed frame has a complete journey; all services exited cleanly.");
+        Ok(())
     }
 }
 
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+fn scenario(services: &mut Services, bin: &Path, options: &Options) -> anyhow::Result<Report> {
+    let capture = progress(services, options)?;
+    let processed = wait_for_processing(services, &capture)?;
+    let events = wait_for_tracker(services)?;
+    println!("tracker stored {events} events");
+
+    let journeys = journeys(&services.tracker_url)?;
+    let analysis = analyse(&journeys, &options.delivery);
+
+    print_counts(&capture, processed, &analysis);
+    print_accuracy(&services.processor_url, &capture)?;
+    print_stages(&analysis);
+    print_waterfalls(bin, &services.tracker_url, &analysis)?;
+    println!("\nlook further:");
+    println!(
+        "  journey API     {}/frames/<frame-id>/journey",
+        services.tracker_url
+    );
+    println!(
+        "  frame search    {}/frames?status=failed&min_duration_ms=50",
+        services.tracker_url
+    );
+    println!("  metrics         {}/metrics", services.tracker_url);
+    println!("                  {}/metrics", services.processor_url);
+    println!("                  {}/metrics", services.capture_url);
+    Ok(Report {
+        processed,
+        incomplete: analysis.incomplete.clone(),
+        orphans: analysis.orphans,
+    })
+}
+
+/// Capture's per-camera counters, summed.
+#[derive(Debug, Default)]
+struct CaptureTotals {
+    cameras: Vec<String>,
+    captured: u64,
+    delivered: u64,
+    dropped: BTreeMap<String, u64>,
+}
+
+fn capture_totals(capture_url: &str) -> anyhow::Result<(bool, CaptureTotals)> {
+    let stats = get_json(&format!("{capture_url}/stats"))?;
+    let mut totals = CaptureTotals::default();
+    for camera in stats["cameras"].as_array().into_iter().flatten() {
+        totals
+            .cameras
+            .push(camera["camera_id"].as_str().unwrap_or_default().to_owned());
+        totals.captured += camera["captured"].as_u64().unwrap_or(0);
+        totals.delivered += camera["delivered"].as_u64().unwrap_or(0);
+        for (reason, count) in camera["dropped"].as_object().into_iter().flatten() {
+            *totals.dropped.entry(reason.clone()).or_default() += count.as_u64().unwrap_or(0);
+        }
+    }
+    Ok((stats["running"].as_bool().unwrap_or(false), totals))
+}
+
+/// Shows a progress line until the cameras have stopped.
+fn progress(services: &mut Services, options: &Options) -> anyhow::Result<CaptureTotals> {
+    let started = Instant::now();
+    let limit = Duration::from_secs(options.seconds + 60);
+    println!(
+        "\ncapturing: {} cameras x {} s at {} fps",
+        options.cameras, options.seconds, options.fps
+    );
+    loop {
+        services.check_running()?;
+        let (running, totals) = capture_totals(&services.capture_url)?;
+        let elapsed = started.elapsed().as_secs_f64().min(options.seconds as f64);
+        let done = (elapsed / options.seconds as f64 * 30.0) as usize;
+        let dropped: u64 = totals.dropped.values().sum();
+        print!(
+            "\r  [{}{}] {elapsed:>5.1}/{} s  captured {:>5}  delivered {:>5}  dropped {:>4}",
+            "#".repeat(done),
+            "-".repeat(30 - done.min(30)),
+            options.seconds,
+            totals.captured,
+            totals.delivered,
+            dropped
+        );
+        let _ = std::io::stdout().flush();
+        if !running {
+            println!();
+            return Ok(totals);
+        }
+        ensure!(
+            started.elapsed() < limit,
+            "the cameras did not stop after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 
-fn lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+/// Waits until the processor has handled what capture delivered (or stops progressing).
+fn wait_for_processing(services: &Services, capture: &CaptureTotals) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (0, Instant::now());
+    loop {
+        let mut processed = 0;
+        for camera in &capture.cameras {
+            let url = format!("{}/cameras/{camera}/stats", services.processor_url);
+            if let Ok(stats) = get_json(&url) {
+                processed += stats["frames_processed"].as_u64().unwrap_or(0);
             }
         }
-    });
-    rx
+        if processed >= capture.delivered {
+            return Ok(processed);
+        }
+        if processed != last.0 {
+            last = (processed, Instant::now());
+        }
+        if last.1.elapsed() > Duration::from_secs(10) || Instant::now() > deadline {
+            println!(
+                "the processor stopped at {processed} of {} delivered frames",
+                capture.delivered
+            );
+            return Ok(processed);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
-/// A minimal HTTP/1.1 GET over a fresh connection: (status, body).
-fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("bad HTTP response for {path}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+/// Waits until the tracker's event count has been stable for a while (the services
+/// export every 200 ms) and nothing waits for its writer.
+fn wait_for_tracker(services: &Services) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let health = get_json(&format!("{}/health", services.tracker_url))?;
+        let events = health["store"]["events"].as_u64().unwrap_or(0);
+        let queued = health["ingest_queued_events"].as_u64().unwrap_or(0);
+        if events != last.0 || queued > 0 {
+            last = (events, Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(1500) {
+            return Ok(events);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the tracker kept ingesting for a minute"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
-/// The string value of `"key":"value"` in a one-line JSON object.
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let end = line[start..].find('"')? + start;
-    Some(line[start..end].to_owned())
+/// Every frame's journey, via the search API's pages.
+fn journeys(tracker_url: &str) -> anyhow::Result<Vec<Value>> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(cursor) => format!("{tracker_url}/frames?limit=1000&cursor={cursor}"),
+            None => format!("{tracker_url}/frames?limit=1000"),
+        };
+        let page = get_json(&url)?;
+        for frame in page["frames"].as_array().into_iter().flatten() {
+            if let Some(id) = frame["frame_id"].as_str() {
+                ids.push(id.to_owned());
+            }
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    ids.iter()
+        .map(|id| get_json(&format!("{tracker_url}/frames/{id}/journey")))
+        .collect()
+}
+
+/// What the journeys say.
+#[derive(Debug, Default)]
+struct Analysis {
+    frames: usize,
+    processed: usize,
+    complete: usize,
+    incomplete: Vec<String>,
+    orphans: u64,
+    /// Stage name -> durations (ms), in pipeline order of first appearance.
+    stages: Vec<(String, Vec<f64>)>,
+    /// Capture start to process_frame start (ms): the hop including queue wait.
+    hop: Vec<f64>,
+    /// (total duration ms, frame id) of complete journeys.
+    totals: Vec<(f64, String)>,
+}
+
+fn analyse(journeys: &[Value], delivery: &Delivery) -> Analysis {
+    let mut analysis = Analysis {
+        frames: journeys.len(),
+        ..Analysis::default()
+    };
+    let hop = delivery.hop_stages();
+    let mut stage_index: HashMap<String, usize> = HashMap::new();
+    for journey in journeys {
+        let frame_id = journey["frame_id"].as_str().unwrap_or_default().to_owned();
+        let events: Vec<&Value> = journey["events"].as_array().into_iter().flatten().collect();
+        let stage_of = |event: &Value| {
+            event["event"]["stage"]
+                .as_str()
+                .or_else(|| event["stage"].as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let field = |event: &Value, name: &str| {
+            event["event"][name]
+                .as_str()
+                .or_else(|| event[name].as_str())
+                .map(str::to_owned)
+        };
+        let stages: BTreeSet<String> = events.iter().map(|e| stage_of(e)).collect();
+        if !stages.contains("process_frame") {
+            // Dropped by back-pressure before delivery: only its capture span exists.
+            continue;
+        }
+        analysis.processed += 1;
+        let missing: Vec<&str> = FRAME_STAGES
+            .iter()
+            .copied()
+            .chain(hop.iter().map(String::as_str))
+            .filter(|stage| !stages.contains(*stage))
+            .collect();
+        if missing.is_empty() {
+            analysis.complete += 1;
+            let total = journey["duration_nanos"].as_i64().unwrap_or(0) as f64 / 1e6;
+            analysis.totals.push((total, frame_id.clone()));
+        } else {
+            analysis
+                .incomplete
+                .push(format!("{frame_id} lacks {}", missing.join(", ")));
+        }
+        let spans: BTreeSet<(String, String)> = events
+            .iter()
+            .filter_map(|e| Some((field(e, "trace_id")?, field(e, "span_id")?)))
+            .collect();
+        for event in &events {
+            if let (Some(trace), Some(parent)) =
+                (field(event, "trace_id"), field(event, "parent_span_id"))
+                && !spans.contains(&(trace, parent))
+            {
+                analysis.orphans += 1;
+            }
+        }
+        let offset_of = |stage: &str| {
+            events
+                .iter()
+                .find(|e| stage_of(e) == stage)
+                .and_then(|e| e["offset_nanos"].as_i64())
+        };
+        if let (Some(capture), Some(process)) = (offset_of("capture"), offset_of("process_frame")) {
+            analysis.hop.push((process - capture) as f64 / 1e6);
+        }
+        for event in &events {
+            let stage = stage_of(event);
+            let duration = event["duration_nanos"].as_i64().unwrap_or(0) as f64 / 1e6;
+            let index = *stage_index.entry(stage.clone()).or_insert_with(|| {
+                analysis.stages.push((stage.clone(), Vec::new()));
+                analysis.stages.len() - 1
+            });
+            analysis.stages[index].1.push(duration);
+        }
+    }
+    analysis
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+fn print_counts(capture: &CaptureTotals, processed: u64, analysis: &Analysis) {
+    let dropped: u64 = capture.dropped.values().sum();
+    let reasons: Vec<String> = capture
+        .dropped
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(reason, count)| format!("{reason} {count}"))
+        .collect();
+    println!("\nframes");
+    println!("  captured    {:>6}", capture.captured);
+    println!("  delivered   {:>6}", capture.delivered);
+    println!(
+        "  dropped     {dropped:>6}{}",
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", reasons.join(", "))
+        }
+    );
+    println!("  processed   {processed:>6}");
+    println!("\njourneys in the tracker");
+    println!("  frames                {:>6}", analysis.frames);
+    println!(
+        "  processed, complete   {:>6} of {}",
+        analysis.complete, analysis.processed
+    );
+    println!("  orphan spans          {:>6}", analysis.orphans);
+}
+
+fn print_accuracy(processor_url: &str, capture: &CaptureTotals) -> anyhow::Result<()> {
+    let mut totals: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let mut scored = 0;
+    for camera in &capture.cameras {
+        let stats = get_json(&format!("{processor_url}/cameras/{camera}/stats"))?;
+        let accuracy = &stats["accuracy"];
+        scored += accuracy["frames_scored"].as_u64().unwrap_or(0);
+        for stage in ["objects", "faces", "gestures"] {
+            let entry = totals.entry(stage.to_owned()).or_default();
+            entry.0 += accuracy[stage]["matched"].as_u64().unwrap_or(0);
+            entry.1 += accuracy[stage]["detections"].as_u64().unwrap_or(0);
+            entry.2 += accuracy[stage]["truths"].as_u64().unwrap_or(0);
+        }
+    }
+    println!("\ndetections against the scene's ground truth ({scored} frames scored)");
+    if scored == 0 {
+        println!("  the processor scored no frame (no ground truth reached it)");
+        return Ok(());
+    }
+    println!(
+        "  {:<10} {:>9} {:>7} {:>8} {:>11} {:>7}",
+        "stage", "precision", "recall", "matched", "detections", "truths"
+    );
+    for (stage, (matched, detections, truths)) in &totals {
+        println!(
+            "  {stage:<10} {:>9.3} {:>7.3} {matched:>8} {detections:>11} {truths:>7}",
+            *matched as f64 / (*detections).max(1) as f64,
+            *matched as f64 / (*truths).max(1) as f64,
+        );
+    }
+    Ok(())
+}
+
+fn print_stages(analysis: &Analysis) {
+    println!("\nstage durations over processed frames (ms)");
+    println!("  {:<22} {:>6} {:>8} {:>8}", "stage", "spans", "p50", "p99");
+    for (stage, durations) in &analysis.stages {
+        let mut durations = durations.clone();
+        println!(
+            "  {stage:<22} {:>6} {:>8.2} {:>8.2}",
+            durations.len(),
+            percentile(&mut durations, 50.0),
+            percentile(&mut durations, 99.0)
+        );
+    }
+    let mut hop = analysis.hop.clone();
+    println!(
+        "  {:<22} {:>6} {:>8.2} {:>8.2}",
+        "capture -> processing",
+        hop.len(),
+        percentile(&mut hop, 50.0),
+        percentile(&mut hop, 99.0)
+    );
+}
+
+fn print_waterfalls(bin: &Path, tracker_url: &str, analysis: &Analysis) -> anyhow::Result<()> {
+    let mut totals = analysis.totals.clone();
+    if totals.is_empty() {
+        return Ok(());
+    }
+    totals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let typical = &totals[totals.len() / 2];
+    let slowest = &totals[totals.len() - 1];
+    for (title, (total, frame_id)) in [("a typical frame", typical), ("the slowest frame", slowest)]
+    {
+        println!("\njourney of {title} ({total:.1} ms): tracker journey {frame_id}");
+        let output = Command::new(bin.join("tracker"))
+            .args(["journey", frame_id, "--url", tracker_url])
+            .output()
+            .context("cannot run tracker journey")?;
+        ensure!(
+            output.status.success(),
+            "tracker journey failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+    }
+    Ok(())
 }

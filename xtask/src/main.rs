@@ -15,6 +15,8 @@ mod bench_tracker_ingest;
 mod bench_tracking;
 mod codegen;
 mod demo;
+mod demo_telemetry;
+mod process;
 mod provision;
 mod test;
 
