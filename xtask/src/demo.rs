@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 
-use crate::process::{Spawned, get_json};
+use crate::process::{Spawned, get_json, http_get};
 
 const USAGE: &str = "\
 usage: cargo xtask demo [options]
@@ -37,7 +37,9 @@ Options:
   --fps F          frames per second per camera (default 5)
   --redis URL      deliver frames through the Redis stream frames:queue
   --amqp URL       deliver frames through the RabbitMQ queue frames:queue
-  --keep-running   leave the services running until Enter is pressed";
+  --keep-running   leave the services running until Enter is pressed
+  --debug          use the debug build (what `cargo xtask test` already built)
+  --min-processed N  fail unless at least N frames were processed (the end-to-end test)";
 
 /// The stages every processed frame's journey must have, besides its hop.
 const FRAME_STAGES: [&str; 6] = [
@@ -59,6 +61,8 @@ struct Options {
     fps: f64,
     delivery: Delivery,
     keep_running: bool,
+    debug: bool,
+    min_processed: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -95,8 +99,12 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let options = parse_options(args)?;
     let root = crate::project_root();
-    build(&root)?;
-    let bin = root.join("target/release");
+    build(&root, options.debug)?;
+    let bin = root.join(if options.debug {
+        "target/debug"
+    } else {
+        "target/release"
+    });
     let run_dir = root.join("target/demo");
     let _ = std::fs::remove_dir_all(&run_dir);
     let logs = run_dir.join("logs");
@@ -129,6 +137,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         fps: 5.0,
         delivery: Delivery::Http,
         keep_running: false,
+        debug: false,
+        min_processed: 1,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -147,6 +157,11 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--redis" => options.delivery = Delivery::Redis(value()?.clone()),
             "--amqp" => options.delivery = Delivery::Amqp(value()?.clone()),
             "--keep-running" => options.keep_running = true,
+            "--debug" => options.debug = true,
+            "--min-processed" => {
+                options.min_processed =
+                    value()?.parse().context("--min-processed takes a number")?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -165,14 +180,21 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     Ok(options)
 }
 
-fn build(root: &Path) -> anyhow::Result<()> {
-    println!("building tracker, frame-processor and frame-capture (release)...");
+fn build(root: &Path, debug: bool) -> anyhow::Result<()> {
+    let profile = if debug { "debug" } else { "release" };
+    println!("building tracker, frame-processor and frame-capture ({profile})...");
     let started = Instant::now();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    command.arg("build");
+    if !debug {
+        command.arg("--release");
+    }
+    if std::env::var_os("CI").is_some() {
+        command.arg("--locked");
+    }
+    let status = command
         .current_dir(root)
         .args([
-            "build",
-            "--release",
             "-q",
             "-p",
             "tracker",
@@ -218,8 +240,13 @@ impl Services {
         let tracker_url = tracker.url(Duration::from_secs(30))?;
         println!("tracker          {tracker_url}");
 
+        // The demo polls the read endpoints; excluding them keeps every exported span a
+        // frame's, which is what the "no span without frame.id" check relies on.
         let mut command = exporting_command(&bin.join("frame-processor"), &tracker_url);
-        command.env("PORT", "0");
+        command.env("PORT", "0").env(
+            "OTEL_RUST_EXCLUDED_URLS",
+            "/health,/metrics,/cameras/*,/frames/*",
+        );
         match &options.delivery {
             Delivery::Http => {}
             Delivery::Redis(url) => {
@@ -242,6 +269,7 @@ impl Services {
         let mut command = exporting_command(&bin.join("frame-capture"), &tracker_url);
         command
             .env("PORT", "0")
+            .env("OTEL_RUST_EXCLUDED_URLS", "/health,/metrics,/stats")
             .env("CAMERAS", options.cameras.to_string())
             .env("FPS", options.fps.to_string())
             .env("DURATION", format!("{}s", options.seconds))
@@ -334,13 +362,39 @@ fn exporting_command(program: &Path, tracker_url: &str) -> Command {
 /// What the scenario found.
 struct Report {
     processed: u64,
+    min_processed: u64,
     incomplete: Vec<String>,
     orphans: u64,
+    multi_trace: u64,
+    spans_without_frame_id: u64,
+    spans_rejected: u64,
+    metrics_problems: Vec<String>,
 }
 
 impl Report {
     fn verdict(&self) -> anyhow::Result<()> {
-        ensure!(self.processed > 0, "no frame was processed");
+        ensure!(
+            self.processed >= self.min_processed,
+            "{} frames were processed, fewer than {}",
+            self.processed,
+            self.min_processed
+        );
+        ensure!(
+            self.multi_trace == 0,
+            "{} journeys span more than one trace: the context was lost on the way",
+            self.multi_trace
+        );
+        ensure!(
+            self.spans_without_frame_id == 0 && self.spans_rejected == 0,
+            "the tracker dropped {} spans without frame.id and rejected {}",
+            self.spans_without_frame_id,
+            self.spans_rejected
+        );
+        ensure!(
+            self.metrics_problems.is_empty(),
+            "{}",
+            self.metrics_problems.join("; ")
+        );
         ensure!(
             self.incomplete.is_empty(),
             "{} processed frames have an incomplete journey, e.g. {}",
@@ -370,6 +424,14 @@ fn scenario(services: &mut Services, bin: &Path, options: &Options) -> anyhow::R
     print_accuracy(&services.processor_url, &capture)?;
     print_stages(&analysis);
     print_waterfalls(bin, &services.tracker_url, &analysis)?;
+    let tracker_metrics = http_text(&format!("{}/metrics", services.tracker_url))?;
+    let spans_without_frame_id = metric_sum(&tracker_metrics, "tracker_ingest_spans_dropped_total");
+    let spans_rejected = metric_sum(&tracker_metrics, "tracker_ingest_rejected_total");
+    println!(
+        "
+tracker ingest: {spans_without_frame_id} spans without frame.id, {spans_rejected} rejected"
+    );
+    let metrics_problems = check_metrics(services)?;
     println!("\nlook further:");
     println!(
         "  journey API     {}/frames/<frame-id>/journey",
@@ -384,8 +446,13 @@ fn scenario(services: &mut Services, bin: &Path, options: &Options) -> anyhow::R
     println!("                  {}/metrics", services.capture_url);
     Ok(Report {
         processed,
+        min_processed: options.min_processed,
         incomplete: analysis.incomplete.clone(),
         orphans: analysis.orphans,
+        multi_trace: analysis.multi_trace,
+        spans_without_frame_id,
+        spans_rejected,
+        metrics_problems,
     })
 }
 
@@ -534,6 +601,8 @@ struct Analysis {
     complete: usize,
     incomplete: Vec<String>,
     orphans: u64,
+    /// Processed frames whose journey has more than one trace id.
+    multi_trace: u64,
     /// Stage name -> durations (ms), in pipeline order of first appearance.
     stages: Vec<(String, Vec<f64>)>,
     /// Capture start to process_frame start (ms): the hop including queue wait.
@@ -571,6 +640,9 @@ fn analyse(journeys: &[Value], delivery: &Delivery) -> Analysis {
             continue;
         }
         analysis.processed += 1;
+        if journey["traces"].as_array().map_or(0, Vec::len) != 1 {
+            analysis.multi_trace += 1;
+        }
         let missing: Vec<&str> = FRAME_STAGES
             .iter()
             .copied()
@@ -656,6 +728,7 @@ fn print_counts(capture: &CaptureTotals, processed: u64, analysis: &Analysis) {
         analysis.complete, analysis.processed
     );
     println!("  orphan spans          {:>6}", analysis.orphans);
+    println!("  more than one trace   {:>6}", analysis.multi_trace);
 }
 
 fn print_accuracy(processor_url: &str, capture: &CaptureTotals) -> anyhow::Result<()> {
@@ -736,4 +809,45 @@ fn print_waterfalls(bin: &Path, tracker_url: &str, analysis: &Analysis) -> anyho
         print!("{}", String::from_utf8_lossy(&output.stdout));
     }
     Ok(())
+}
+
+fn http_text(url: &str) -> anyhow::Result<String> {
+    let (status, body) = http_get(url)?;
+    ensure!(status == 200, "GET {url} answered {status}");
+    Ok(body)
+}
+
+/// The sum of every series of a metric family in Prometheus text.
+fn metric_sum(text: &str, family: &str) -> u64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// `promtool check metrics` on every service's `/metrics`, when promtool is installed
+/// (`cargo xtask test` provisions it); the catalog match is each service's own test.
+fn check_metrics(services: &Services) -> anyhow::Result<Vec<String>> {
+    if let Err(error) = testkit::find_promtool() {
+        println!("promtool not found ({error}); /metrics not linted");
+        return Ok(Vec::new());
+    }
+    let mut problems = Vec::new();
+    for (name, url) in [
+        ("tracker", &services.tracker_url),
+        ("frame-processor", &services.processor_url),
+        ("frame-capture", &services.capture_url),
+    ] {
+        let text = http_text(&format!("{url}/metrics"))?;
+        if let Err(error) = testkit::promtool_check_metrics(&text) {
+            problems.push(format!("{name} /metrics: {error}"));
+        }
+    }
+    if problems.is_empty() {
+        println!("promtool check metrics: tracker, frame-processor and frame-capture are clean");
+    }
+    Ok(problems)
 }

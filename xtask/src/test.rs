@@ -1,8 +1,9 @@
 //! `cargo xtask test [cargo test args]`: everything CI checks, in CI's order.
 //!
 //! Steps: `cargo fmt --check` (in CI only), clippy with `-D warnings`, the codegen
-//! staleness check, provisioning of the test servers, then `cargo test` with their URLs
-//! in the environment. Each step prints a header and its duration; the first failing step
+//! staleness check, provisioning of the test servers, `cargo test` with their URLs in the
+//! environment, then (without extra arguments) the end-to-end runs of the vision pipeline
+//! (`cargo xtask demo --debug --min-processed 300`, over HTTP and over Redis Streams). Each step prints a header and its duration; the first failing step
 //! stops the run and is named in the error. In CI (`CI=true` or `CI=1`) cargo also gets
 //! `--locked`.
 
@@ -51,6 +52,30 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             .chain(args.iter().cloned());
         cargo(test_args, &provisioned.env)
     })?;
+    if args.is_empty() {
+        // The seed's success metrics, on the real binaries: 300+ frames through the three
+        // services, once over HTTP and once over Redis Streams; every processed frame has
+        // a complete journey in the tracker, one trace, no orphan span, no span without
+        // frame.id, and every /metrics passes promtool (see `demo.rs`).
+        let e2e = |extra: &[&str]| {
+            let demo_args: Vec<String> = ["--debug", "--seconds", "20", "--min-processed", "300"]
+                .iter()
+                .chain(extra)
+                .map(|arg| (*arg).to_owned())
+                .collect();
+            crate::demo::run(&demo_args)
+        };
+        steps.run("end-to-end over HTTP", || e2e(&[]))?;
+        let redis_url = provisioned
+            .env
+            .iter()
+            .find(|(var, _)| var == "REDIS_URL")
+            .map(|(_, url)| url.clone())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        steps.run("end-to-end over Redis Streams", || {
+            e2e(&["--redis", &redis_url])
+        })?;
+    }
 
     println!(
         "\nxtask test: all {} steps passed in {:.1}s",
