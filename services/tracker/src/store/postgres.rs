@@ -900,9 +900,7 @@ async fn retention_chunk(
     let mut removed = Vec::new();
     for frame_id in &frame_keys {
         let old = old_frames.remove(*frame_id);
-        let new = remaining
-            .get(*frame_id)
-            .and_then(FrameRow::from_events);
+        let new = remaining.get(*frame_id).and_then(FrameRow::from_events);
         if new.is_none() && old.is_some() {
             removed.push(*frame_id);
         }
