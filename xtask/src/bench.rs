@@ -37,8 +37,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
@@ -309,7 +308,7 @@ fn middleware(args: &[String]) -> anyhow::Result<()> {
     let log_dir = out_dir.join("logs");
     fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
 
-    build(&root)?;
+    crate::process::cargo_build(true, &["-p", "bench", "-p", "otlp-sink", "--bins"])?;
     // Copies, so a build started by someone else during the run cannot swap the binaries
     // between rounds.
     let release = target.join("release");
@@ -462,27 +461,6 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     ensure!(options.connections > 0, "--connections must be at least 1");
     ensure!(options.rate > 0, "--rate must be at least 1");
     Ok(options)
-}
-
-fn build(root: &Path) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let args = [
-        "build",
-        "--release",
-        "-p",
-        "bench",
-        "-p",
-        "otlp-sink",
-        "--bins",
-    ];
-    println!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
-        .args(args)
-        .current_dir(root)
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "cargo build failed ({status})");
-    Ok(())
 }
 
 /// Pins the server to the last CPU and everything else to CPU 0 when `taskset` works and
@@ -956,23 +934,8 @@ fn loadavg() -> String {
 
 /// GETs `/metrics` and returns the body's size; fails unless the status is 200.
 fn scrape_metrics(port: u16) -> anyhow::Result<usize> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("malformed response")?;
-    let status_line = head.lines().next().unwrap_or_default();
-    ensure!(
-        status_line.contains(" 200 "),
-        "GET /metrics answered {status_line:?}"
-    );
+    let (status, body) = crate::process::http_get(&format!("http://127.0.0.1:{port}/metrics"))?;
+    ensure!(status == 200, "GET /metrics answered {status}");
     Ok(body.len())
 }
 

@@ -40,22 +40,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     }
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let build = [
-        "build",
-        "--release",
-        "-p",
-        "tracker",
-        "--bin",
-        "tracker-bench",
-    ];
-    println!("$ cargo {}", build.join(" "));
-    let status = Command::new(&cargo)
-        .args(build)
-        .current_dir(&root)
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "cargo build failed ({status})");
+    crate::process::cargo_build(true, &["-p", "tracker", "--bin", "tracker-bench"])?;
 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -59,7 +59,10 @@ struct Sample {
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let options = parse(args)?;
     let root = project_root();
-    build(&root)?;
+    crate::process::cargo_build(
+        true,
+        &["-p", "tracker", "--bin", "tracker", "--bin", "tracker-load"],
+    )?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let bench_dir = root.join("target/bench");
@@ -126,28 +129,6 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         "--spans must be at least 10 (one frame)"
     );
     Ok(options)
-}
-
-fn build(root: &Path) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let args = [
-        "build",
-        "--release",
-        "-p",
-        "tracker",
-        "--bin",
-        "tracker",
-        "--bin",
-        "tracker-load",
-    ];
-    println!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo)
-        .args(args)
-        .current_dir(root)
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "cargo build failed ({status})");
-    Ok(())
 }
 
 fn measure(

@@ -76,26 +76,19 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("{message}");
     }
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let build = [
-        "build",
-        "--release",
-        "-p",
-        "frame-tracking",
-        "--bin",
-        "frame-tracking-bench",
-        "-p",
-        "otlp-sink",
-        "--bin",
-        "otlp-sink",
-    ];
-    println!("$ cargo {}", build.join(" "));
-    let status = Command::new(cargo)
-        .args(build)
-        .current_dir(&root)
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "cargo build failed ({status})");
+    crate::process::cargo_build(
+        true,
+        &[
+            "-p",
+            "frame-tracking",
+            "--bin",
+            "frame-tracking-bench",
+            "-p",
+            "otlp-sink",
+            "--bin",
+            "otlp-sink",
+        ],
+    )?;
     let release = target.join("release");
     let bench = release.join("frame-tracking-bench");
 

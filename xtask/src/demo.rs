@@ -99,7 +99,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let options = parse_options(args)?;
     let root = crate::project_root();
-    build(&root, options.debug)?;
+    build(options.debug)?;
     let bin = root.join(if options.debug {
         "target/debug"
     } else {
@@ -180,21 +180,13 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     Ok(options)
 }
 
-fn build(root: &Path, debug: bool) -> anyhow::Result<()> {
+fn build(debug: bool) -> anyhow::Result<()> {
     let profile = if debug { "debug" } else { "release" };
     println!("building tracker, frame-processor and frame-capture ({profile})...");
     let started = Instant::now();
-    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    command.arg("build");
-    if !debug {
-        command.arg("--release");
-    }
-    if std::env::var_os("CI").is_some() {
-        command.arg("--locked");
-    }
-    let status = command
-        .current_dir(root)
-        .args([
+    crate::process::cargo_build(
+        !debug,
+        &[
             "-q",
             "-p",
             "tracker",
@@ -203,10 +195,8 @@ fn build(root: &Path, debug: bool) -> anyhow::Result<()> {
             "-p",
             "frame-capture",
             "--bins",
-        ])
-        .status()
-        .context("cannot run cargo build")?;
-    ensure!(status.success(), "cargo build failed");
+        ],
+    )?;
     println!("built in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }

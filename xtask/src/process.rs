@@ -10,7 +10,29 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
+
+/// `cargo build [--release] [--locked in CI] <args>` in the workspace root, the command
+/// echoed first; fails when the build fails.
+pub(crate) fn cargo_build(release: bool, args: &[&str]) -> anyhow::Result<()> {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.arg("build");
+    if release {
+        command.arg("--release");
+    }
+    if crate::is_ci() {
+        command.arg("--locked");
+    }
+    command.args(args).current_dir(crate::project_root());
+    let shown: Vec<String> = command
+        .get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    println!("$ cargo {}", shown.join(" "));
+    let status = command.status().context("cannot run cargo build")?;
+    ensure!(status.success(), "cargo build failed ({status})");
+    Ok(())
+}
 
 /// A running child process; stdout goes to a log file or a channel, stderr lines to a
 /// channel (and to a log file when one is given).
