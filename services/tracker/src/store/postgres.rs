@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use frame_tracking::FrameId;
-use opentelemetry::trace::SpanId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -29,10 +28,10 @@ use crate::model::{
 };
 use crate::store::migrate::describe_postgres;
 use crate::store::projection::{
-    CameraRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt, dedup,
-    event_size, parse_attributes, status_code, status_from_code,
+    CameraRow, EventRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt, dedup,
+    event_size, status_code,
 };
-use crate::store::sqlite::{EventText, event_from_parts, page};
+use crate::store::sqlite::page;
 use crate::store::{
     RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus, cutoff_unix_nanos,
 };
@@ -756,37 +755,21 @@ fn decode_frame(row: &Row) -> Result<FrameRow, StoreError> {
 
 fn decode_event(row: &Row, frame_id: &FrameId) -> Result<StoredEvent, StoreError> {
     let get = postgres_error;
-    let event_id: Vec<u8> = row.try_get(1).map_err(get)?;
-    let event_id: [u8; 24] = event_id
-        .try_into()
-        .map_err(|_| corrupt("an event id that is not 24 bytes".to_owned()))?;
-    let parent: Option<Vec<u8>> = row.try_get(8).map_err(get)?;
-    let parent_span_id = parent
-        .map(|bytes| {
-            <[u8; 8]>::try_from(bytes)
-                .map(SpanId::from_bytes)
-                .map_err(|_| corrupt("a parent span id that is not 8 bytes".to_owned()))
-        })
-        .transpose()?;
-    let attributes: Option<String> = row.try_get(10).map_err(get)?;
     let status: i16 = row.try_get(6).map_err(get)?;
-    Ok(StoredEvent {
+    EventRow {
         position: row.try_get(0).map_err(get)?,
-        event: event_from_parts(
-            event_id,
-            *frame_id,
-            EventText {
-                service: row.try_get(2).map_err(get)?,
-                stage: row.try_get(3).map_err(get)?,
-                error_message: row.try_get(7).map_err(get)?,
-                camera_id: row.try_get(9).map_err(get)?,
-            },
-            (row.try_get(4).map_err(get)?, row.try_get(5).map_err(get)?),
-            status_from_code(i64::from(status))?,
-            parent_span_id,
-            parse_attributes(attributes.as_deref())?,
-        ),
-    })
+        event_id: row.try_get(1).map_err(get)?,
+        service: row.try_get(2).map_err(get)?,
+        stage: row.try_get(3).map_err(get)?,
+        start_unix_nanos: row.try_get(4).map_err(get)?,
+        end_unix_nanos: row.try_get(5).map_err(get)?,
+        status: i64::from(status),
+        error_message: row.try_get(7).map_err(get)?,
+        parent_span_id: row.try_get(8).map_err(get)?,
+        camera_id: row.try_get(9).map_err(get)?,
+        attributes: row.try_get(10).map_err(get)?,
+    }
+    .decode(*frame_id)
 }
 
 /// Deletes up to [`RETENTION_CHUNK`] events beyond the policy in one transaction and fixes

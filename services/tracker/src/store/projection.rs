@@ -11,7 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{CameraStats, Event, EventStatus, FrameStatus, FrameSummary};
+use frame_tracking::FrameId;
+use opentelemetry::trace::{SpanId, TraceId};
+
+use crate::model::{
+    CameraStats, Event, EventId, EventStatus, FrameStatus, FrameSummary, StoredEvent,
+};
 use crate::store::StoreError;
 
 /// Bytes counted for every event on top of its variable-length fields, for retention by
@@ -72,6 +77,61 @@ pub(crate) fn status_from_code(code: i64) -> Result<EventStatus, StoreError> {
         1 => Ok(EventStatus::Ok),
         2 => Ok(EventStatus::Error),
         other => Err(corrupt(format!("unknown event status code {other}"))),
+    }
+}
+
+/// An event's row as both backends store it (columns in this order), before decoding.
+pub(crate) struct EventRow {
+    pub(crate) position: i64,
+    pub(crate) event_id: Vec<u8>,
+    pub(crate) service: String,
+    pub(crate) stage: String,
+    pub(crate) start_unix_nanos: i64,
+    pub(crate) end_unix_nanos: i64,
+    pub(crate) status: i64,
+    pub(crate) error_message: Option<String>,
+    pub(crate) parent_span_id: Option<Vec<u8>>,
+    pub(crate) camera_id: Option<String>,
+    pub(crate) attributes: Option<String>,
+}
+
+impl EventRow {
+    /// The stored event; its trace and span ids are the halves of its id.
+    pub(crate) fn decode(self, frame_id: FrameId) -> Result<StoredEvent, StoreError> {
+        let event_id: [u8; 24] = self
+            .event_id
+            .try_into()
+            .map_err(|_| corrupt("an event id that is not 24 bytes".to_owned()))?;
+        let parent_span_id = self
+            .parent_span_id
+            .map(|bytes| {
+                <[u8; 8]>::try_from(bytes)
+                    .map(SpanId::from_bytes)
+                    .map_err(|_| corrupt("a parent span id that is not 8 bytes".to_owned()))
+            })
+            .transpose()?;
+        let mut trace_id = [0u8; 16];
+        trace_id.copy_from_slice(&event_id[..16]);
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&event_id[16..]);
+        Ok(StoredEvent {
+            position: self.position,
+            event: Event {
+                event_id: EventId::from_bytes(event_id),
+                frame_id,
+                service: self.service,
+                stage: self.stage,
+                start_unix_nanos: self.start_unix_nanos,
+                end_unix_nanos: self.end_unix_nanos,
+                status: status_from_code(self.status)?,
+                error_message: self.error_message,
+                trace_id: TraceId::from_bytes(trace_id),
+                span_id: SpanId::from_bytes(span_id),
+                parent_span_id,
+                camera_id: self.camera_id,
+                attributes: parse_attributes(self.attributes.as_deref())?,
+            },
+        })
     }
 }
 

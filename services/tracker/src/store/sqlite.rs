@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use frame_tracking::FrameId;
-use opentelemetry::trace::{SpanId, TraceId};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::model::{
@@ -27,8 +26,8 @@ use crate::model::{
     FrameSummary, StoredEvent,
 };
 use crate::store::projection::{
-    CameraRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt, dedup,
-    event_size, parse_attributes, status_code, status_from_code,
+    CameraRow, EventRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt, dedup,
+    event_size, status_code,
 };
 use crate::store::{
     RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus, cutoff_unix_nanos,
@@ -360,76 +359,20 @@ fn journey(connection: &Connection, frame_id: &FrameId) -> Result<Vec<StoredEven
 
 fn decode_event(row: &Row<'_>, frame_id: &FrameId) -> Result<StoredEvent, StoreError> {
     let get = |error: rusqlite::Error| sqlite_error(error);
-    let event_id: Vec<u8> = row.get(1).map_err(get)?;
-    let event_id: [u8; 24] = event_id
-        .try_into()
-        .map_err(|_| corrupt("an event id that is not 24 bytes".to_owned()))?;
-    let parent: Option<Vec<u8>> = row.get(8).map_err(get)?;
-    let parent_span_id = parent
-        .map(|bytes| {
-            <[u8; 8]>::try_from(bytes)
-                .map(SpanId::from_bytes)
-                .map_err(|_| corrupt("a parent span id that is not 8 bytes".to_owned()))
-        })
-        .transpose()?;
-    let attributes: Option<String> = row.get(10).map_err(get)?;
-    let status: i64 = row.get(6).map_err(get)?;
-    Ok(StoredEvent {
+    EventRow {
         position: row.get(0).map_err(get)?,
-        event: event_from_parts(
-            event_id,
-            *frame_id,
-            EventText {
-                service: row.get(2).map_err(get)?,
-                stage: row.get(3).map_err(get)?,
-                error_message: row.get(7).map_err(get)?,
-                camera_id: row.get(9).map_err(get)?,
-            },
-            (row.get(4).map_err(get)?, row.get(5).map_err(get)?),
-            status_from_code(status)?,
-            parent_span_id,
-            parse_attributes(attributes.as_deref())?,
-        ),
-    })
-}
-
-/// The text fields of a stored event.
-pub(crate) struct EventText {
-    pub(crate) service: String,
-    pub(crate) stage: String,
-    pub(crate) error_message: Option<String>,
-    pub(crate) camera_id: Option<String>,
-}
-
-/// An event from its stored parts; its trace and span ids are the halves of its id.
-pub(crate) fn event_from_parts(
-    event_id: [u8; 24],
-    frame_id: FrameId,
-    text: EventText,
-    (start_unix_nanos, end_unix_nanos): (i64, i64),
-    status: crate::model::EventStatus,
-    parent_span_id: Option<SpanId>,
-    attributes: BTreeMap<String, serde_json::Value>,
-) -> Event {
-    let mut trace_id = [0u8; 16];
-    trace_id.copy_from_slice(&event_id[..16]);
-    let mut span_id = [0u8; 8];
-    span_id.copy_from_slice(&event_id[16..]);
-    Event {
-        event_id: crate::model::EventId::from_bytes(event_id),
-        frame_id,
-        service: text.service,
-        stage: text.stage,
-        start_unix_nanos,
-        end_unix_nanos,
-        status,
-        error_message: text.error_message,
-        trace_id: TraceId::from_bytes(trace_id),
-        span_id: SpanId::from_bytes(span_id),
-        parent_span_id,
-        camera_id: text.camera_id,
-        attributes,
+        event_id: row.get(1).map_err(get)?,
+        service: row.get(2).map_err(get)?,
+        stage: row.get(3).map_err(get)?,
+        start_unix_nanos: row.get(4).map_err(get)?,
+        end_unix_nanos: row.get(5).map_err(get)?,
+        status: row.get(6).map_err(get)?,
+        error_message: row.get(7).map_err(get)?,
+        parent_span_id: row.get(8).map_err(get)?,
+        camera_id: row.get(9).map_err(get)?,
+        attributes: row.get(10).map_err(get)?,
     }
+    .decode(*frame_id)
 }
 
 fn decode_frame(row: &Row<'_>) -> Result<FrameRow, StoreError> {
