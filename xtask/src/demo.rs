@@ -6,8 +6,9 @@
 //! bounded scenario (synthetic cameras for a number of seconds) with a progress line, then
 //! prints what happened, all read back from the services' APIs:
 //! frames captured / processed / dropped, detection precision and recall against the
-//! scene's ground truth, p50/p99 per stage, journey completeness and orphan spans, the
-//! waterfall of a typical and of the slowest frame, and the URLs to look further.
+//! scene's ground truth, then the trace analyzer's report (`tracker analyze`: latency per
+//! stage, waits, slowest, failed and incomplete journeys, orphan spans), the waterfall of a
+//! typical and of the slowest frame, and the URLs to look further.
 //!
 //! `--redis URL` or `--amqp URL` sends frames through a Redis stream or a RabbitMQ queue
 //! instead of HTTP. `--keep-running` leaves everything up until Enter is pressed.
@@ -16,7 +17,7 @@
 //! Exit code 0 only when every processed frame has a complete journey without orphan
 //! spans and every service exited cleanly.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -111,7 +112,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs).context("cannot create target/demo/logs")?;
 
     let mut services = Services::start(&bin, &run_dir, &logs, &options)?;
-    let outcome = scenario(&mut services, &bin, &options);
+    let outcome = scenario(&mut services, &bin, &run_dir, &options);
     let outcome = match outcome {
         Ok(report) => {
             if options.keep_running {
@@ -353,7 +354,7 @@ fn exporting_command(program: &Path, tracker_url: &str) -> Command {
 struct Report {
     processed: u64,
     min_processed: u64,
-    incomplete: Vec<String>,
+    incomplete: u64,
     orphans: u64,
     multi_trace: u64,
     spans_without_frame_id: u64,
@@ -386,10 +387,9 @@ impl Report {
             self.metrics_problems.join("; ")
         );
         ensure!(
-            self.incomplete.is_empty(),
-            "{} processed frames have an incomplete journey, e.g. {}",
-            self.incomplete.len(),
-            self.incomplete[0]
+            self.incomplete == 0,
+            "{} processed frames have an incomplete journey (tracker analyze lists them)",
+            self.incomplete
         );
         ensure!(
             self.orphans == 0,
@@ -401,18 +401,20 @@ impl Report {
     }
 }
 
-fn scenario(services: &mut Services, bin: &Path, options: &Options) -> anyhow::Result<Report> {
+fn scenario(
+    services: &mut Services,
+    bin: &Path,
+    run_dir: &Path,
+    options: &Options,
+) -> anyhow::Result<Report> {
     let capture = progress(services, options)?;
     let processed = wait_for_processing(services, &capture)?;
     let events = wait_for_tracker(services)?;
     println!("tracker stored {events} events");
 
-    let journeys = journeys(&services.tracker_url)?;
-    let analysis = analyse(&journeys, &options.delivery);
-
-    print_counts(&capture, processed, &analysis);
     print_accuracy(&services.processor_url, &capture)?;
-    print_stages(&analysis);
+    let analysis = analyse(bin, run_dir, &services.tracker_url, &options.delivery)?;
+    print_counts(&capture, processed, &analysis);
     print_waterfalls(bin, &services.tracker_url, &analysis)?;
     let tracker_metrics = http_text(&format!("{}/metrics", services.tracker_url))?;
     let spans_without_frame_id = metric_sum(&tracker_metrics, "tracker_ingest_spans_dropped_total");
@@ -437,7 +439,7 @@ tracker ingest: {spans_without_frame_id} spans without frame.id, {spans_rejected
     Ok(Report {
         processed,
         min_processed: options.min_processed,
-        incomplete: analysis.incomplete.clone(),
+        incomplete: analysis.incomplete_processed,
         orphans: analysis.orphans,
         multi_trace: analysis.multi_trace,
         spans_without_frame_id,
@@ -558,137 +560,65 @@ fn wait_for_tracker(services: &Services) -> anyhow::Result<u64> {
     }
 }
 
-/// Every frame's journey, via the search API's pages.
-fn journeys(tracker_url: &str) -> anyhow::Result<Vec<Value>> {
-    let mut ids = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let url = match &cursor {
-            Some(cursor) => format!("{tracker_url}/frames?limit=1000&cursor={cursor}"),
-            None => format!("{tracker_url}/frames?limit=1000"),
-        };
-        let page = get_json(&url)?;
-        for frame in page["frames"].as_array().into_iter().flatten() {
-            if let Some(id) = frame["frame_id"].as_str() {
-                ids.push(id.to_owned());
-            }
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
-        }
-    }
-    ids.iter()
-        .map(|id| get_json(&format!("{tracker_url}/frames/{id}/journey")))
-        .collect()
-}
-
-/// What the journeys say.
-#[derive(Debug, Default)]
+/// What `tracker analyze` found (its JSON report), with the counts the verdict needs.
 struct Analysis {
-    frames: usize,
-    processed: usize,
-    complete: usize,
-    incomplete: Vec<String>,
+    report: Value,
+    frames: u64,
+    /// Frames that reached `process_frame` (the others failed delivery or were still in
+    /// flight).
+    processed: u64,
+    complete: u64,
+    /// Processed frames lacking another expected stage.
+    incomplete_processed: u64,
     orphans: u64,
     /// Processed frames whose journey has more than one trace id.
     multi_trace: u64,
-    /// Stage name -> durations (ms), in pipeline order of first appearance.
-    stages: Vec<(String, Vec<f64>)>,
-    /// Capture start to process_frame start (ms): the hop including queue wait.
-    hop: Vec<f64>,
-    /// (total duration ms, frame id) of complete journeys.
-    totals: Vec<(f64, String)>,
 }
 
-fn analyse(journeys: &[Value], delivery: &Delivery) -> Analysis {
-    let mut analysis = Analysis {
-        frames: journeys.len(),
-        ..Analysis::default()
-    };
-    let hop = delivery.hop_stages();
-    let mut stage_index: HashMap<String, usize> = HashMap::new();
-    for journey in journeys {
-        let frame_id = journey["frame_id"].as_str().unwrap_or_default().to_owned();
-        let events: Vec<&Value> = journey["events"].as_array().into_iter().flatten().collect();
-        let stage_of = |event: &Value| {
-            event["event"]["stage"]
-                .as_str()
-                .or_else(|| event["stage"].as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let field = |event: &Value, name: &str| {
-            event["event"][name]
-                .as_str()
-                .or_else(|| event[name].as_str())
-                .map(str::to_owned)
-        };
-        let stages: BTreeSet<String> = events.iter().map(|e| stage_of(e)).collect();
-        if !stages.contains("process_frame") {
-            // Dropped by back-pressure before delivery: only its capture span exists.
-            continue;
-        }
-        analysis.processed += 1;
-        if journey["traces"].as_array().map_or(0, Vec::len) != 1 {
-            analysis.multi_trace += 1;
-        }
-        let missing: Vec<&str> = FRAME_STAGES
-            .iter()
-            .copied()
-            .chain(hop.iter().map(String::as_str))
-            .filter(|stage| !stages.contains(*stage))
-            .collect();
-        if missing.is_empty() {
-            analysis.complete += 1;
-            let total = journey["duration_nanos"].as_i64().unwrap_or(0) as f64 / 1e6;
-            analysis.totals.push((total, frame_id.clone()));
-        } else {
-            analysis
-                .incomplete
-                .push(format!("{frame_id} lacks {}", missing.join(", ")));
-        }
-        let spans: BTreeSet<(String, String)> = events
-            .iter()
-            .filter_map(|e| Some((field(e, "trace_id")?, field(e, "span_id")?)))
-            .collect();
-        for event in &events {
-            if let (Some(trace), Some(parent)) =
-                (field(event, "trace_id"), field(event, "parent_span_id"))
-                && !spans.contains(&(trace, parent))
-            {
-                analysis.orphans += 1;
-            }
-        }
-        let offset_of = |stage: &str| {
-            events
-                .iter()
-                .find(|e| stage_of(e) == stage)
-                .and_then(|e| e["offset_nanos"].as_i64())
-        };
-        if let (Some(capture), Some(process)) = (offset_of("capture"), offset_of("process_frame")) {
-            analysis.hop.push((process - capture) as f64 / 1e6);
-        }
-        for event in &events {
-            let stage = stage_of(event);
-            let duration = event["duration_nanos"].as_i64().unwrap_or(0) as f64 / 1e6;
-            let index = *stage_index.entry(stage.clone()).or_insert_with(|| {
-                analysis.stages.push((stage.clone(), Vec::new()));
-                analysis.stages.len() - 1
-            });
-            analysis.stages[index].1.push(duration);
-        }
-    }
-    analysis
-}
-
-fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    values[rank.clamp(1, values.len()) - 1]
+/// Runs the trace analyzer (`tracker analyze`) over everything the tracker stored,
+/// expecting every frame stage and the delivery's hop: prints its report and reads its
+/// JSON form back for the verdict.
+fn analyse(
+    bin: &Path,
+    run_dir: &Path,
+    tracker_url: &str,
+    delivery: &Delivery,
+) -> anyhow::Result<Analysis> {
+    let expected: Vec<String> = FRAME_STAGES
+        .iter()
+        .map(|stage| (*stage).to_owned())
+        .chain(delivery.hop_stages())
+        .collect();
+    let saved = run_dir.join("analysis.json");
+    println!("
+$ tracker analyze --url {tracker_url} --expect {}", expected.join(","));
+    let output = Command::new(bin.join("tracker"))
+        .args(["analyze", "--url", tracker_url, "--top", "5", "--expect"])
+        .arg(expected.join(","))
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .context("cannot run tracker analyze")?;
+    ensure!(
+        output.status.success(),
+        "tracker analyze failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    let text = std::fs::read_to_string(&saved)
+        .with_context(|| format!("cannot read {}", saved.display()))?;
+    let report: Value = serde_json::from_str(&text).context("tracker analyze wrote no JSON")?;
+    let count = |field: &str| report[field].as_u64().unwrap_or(0);
+    let not_processed = report["missing_stages"]["process_frame"].as_u64().unwrap_or(0);
+    Ok(Analysis {
+        frames: count("frames"),
+        processed: count("frames") - not_processed.min(count("frames")),
+        complete: count("complete"),
+        incomplete_processed: count("incomplete").saturating_sub(not_processed),
+        orphans: count("orphans"),
+        multi_trace: count("multi_trace"),
+        report,
+    })
 }
 
 fn print_counts(capture: &CaptureTotals, processed: u64, analysis: &Analysis) {
@@ -754,38 +684,16 @@ fn print_accuracy(processor_url: &str, capture: &CaptureTotals) -> anyhow::Resul
     Ok(())
 }
 
-fn print_stages(analysis: &Analysis) {
-    println!("\nstage durations over processed frames (ms)");
-    println!("  {:<22} {:>6} {:>8} {:>8}", "stage", "spans", "p50", "p99");
-    for (stage, durations) in &analysis.stages {
-        let mut durations = durations.clone();
-        println!(
-            "  {stage:<22} {:>6} {:>8.2} {:>8.2}",
-            durations.len(),
-            percentile(&mut durations, 50.0),
-            percentile(&mut durations, 99.0)
-        );
-    }
-    let mut hop = analysis.hop.clone();
-    println!(
-        "  {:<22} {:>6} {:>8.2} {:>8.2}",
-        "capture -> processing",
-        hop.len(),
-        percentile(&mut hop, 50.0),
-        percentile(&mut hop, 99.0)
-    );
-}
-
 fn print_waterfalls(bin: &Path, tracker_url: &str, analysis: &Analysis) -> anyhow::Result<()> {
-    let mut totals = analysis.totals.clone();
-    if totals.is_empty() {
-        return Ok(());
-    }
-    totals.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let typical = &totals[totals.len() / 2];
-    let slowest = &totals[totals.len() - 1];
-    for (title, (total, frame_id)) in [("a typical frame", typical), ("the slowest frame", slowest)]
-    {
+    let chosen = [
+        ("a typical frame", &analysis.report["typical"]),
+        ("the slowest frame", &analysis.report["slowest"][0]),
+    ];
+    for (title, brief) in chosen {
+        let Some(frame_id) = brief["frame_id"].as_str() else {
+            continue;
+        };
+        let total = brief["duration_nanos"].as_i64().unwrap_or(0) as f64 / 1e6;
         println!("\njourney of {title} ({total:.1} ms): tracker journey {frame_id}");
         let output = Command::new(bin.join("tracker"))
             .args(["journey", frame_id, "--url", tracker_url])
@@ -808,7 +716,7 @@ fn http_text(url: &str) -> anyhow::Result<String> {
 }
 
 /// The sum of every series of a metric family in Prometheus text.
-fn metric_sum(text: &str, family: &str) -> u64 {
+pub(crate) fn metric_sum(text: &str, family: &str) -> u64 {
     text.lines()
         .filter(|line| {
             line.strip_prefix(family)

@@ -9,6 +9,7 @@
 // here.
 #![allow(clippy::print_stdout)]
 
+mod analyze;
 mod bench;
 mod bench_tracker;
 mod bench_tracker_ingest;
@@ -37,6 +38,9 @@ Subcommands:
   bench <name> [args]      run a named benchmark: middleware, tracker, tracker-ingest,
                            tracking; `bench tracker`: store load + journey lookups
   demo [args]              run the services together on this machine
+  analyze [args]           the trace analyzer over a running tracker (default
+                           http://127.0.0.1:8081): stage latency, waits, slowest, failed
+                           and incomplete journeys, orphan spans; `analyze --help`
   codegen [--check]        regenerate the generated files, or check they are up to date
   help                     print this help
 
@@ -69,6 +73,7 @@ fn run() -> anyhow::Result<()> {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "demo" => demo::run(rest),
+        "analyze" => analyze::run(rest),
         "codegen" => codegen::run(rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

@@ -151,7 +151,7 @@ fn bar(offset: i64, duration: i64, total: i64, fill: char) -> String {
     bar
 }
 
-fn column_width<'a>(header: &str, values: impl Iterator<Item = &'a str>) -> usize {
+pub(crate) fn column_width<'a>(header: &str, values: impl Iterator<Item = &'a str>) -> usize {
     values
         .map(|value| value.chars().count())
         .max()
@@ -160,7 +160,7 @@ fn column_width<'a>(header: &str, values: impl Iterator<Item = &'a str>) -> usiz
         .min(MAX_NAME_COLUMN)
 }
 
-fn cut(text: &str, width: usize) -> String {
+pub(crate) fn cut(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_owned();
     }
@@ -169,7 +169,7 @@ fn cut(text: &str, width: usize) -> String {
     cut
 }
 
-fn one_line(text: &str, width: usize) -> String {
+pub(crate) fn one_line(text: &str, width: usize) -> String {
     let flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
