@@ -5,9 +5,7 @@ use std::process::Command;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
-use crate::helpers::{
-    OtlpAnswer, TempDir, TrackerProcess, encode_otlp, frame_id, frame_spans, otlp_answer,
-};
+use crate::helpers::{OtlpAnswer, TempDir, TrackerProcess, frame_id, frame_spans, send_otlp};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journey_prints_a_waterfall() {
@@ -17,15 +15,7 @@ async fn journey_prints_a_waterfall() {
     let (capture, processing) = frame_spans(&frame, true);
     let http = reqwest::Client::new();
     for request in [&capture, &processing] {
-        let (body, headers) = encode_otlp(request, false);
-        let mut post = http.post(tracker.url("/v1/traces")).body(body);
-        for (name, value) in headers {
-            post = post.header(name, value);
-        }
-        assert!(matches!(
-            otlp_answer(post.send().await.unwrap()).await,
-            OtlpAnswer::Ok(_)
-        ));
+        post(&http, &tracker, request).await;
     }
 
     let output = Command::new(env!("CARGO_BIN_EXE_tracker"))
@@ -75,13 +65,8 @@ async fn post(
     tracker: &TrackerProcess,
     request: &ExportTraceServiceRequest,
 ) {
-    let (body, headers) = encode_otlp(request, false);
-    let mut post = http.post(tracker.url("/v1/traces")).body(body);
-    for (name, value) in headers {
-        post = post.header(name, value);
-    }
     assert!(matches!(
-        otlp_answer(post.send().await.unwrap()).await,
+        send_otlp(http, &tracker.url, request, false).await.unwrap(),
         OtlpAnswer::Ok(_)
     ));
 }

@@ -10,8 +10,8 @@ use frame_tracking::FrameId;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::helpers::{
-    JsonResponse, OtlpAnswer, SpanSpec, TempDir, TestDatabase, TrackerProcess, encode_otlp,
-    eventually, export_request, json_response, now_nanos, otlp_answer, span, trace_id,
+    JsonResponse, OtlpAnswer, SpanSpec, TempDir, TestDatabase, TrackerProcess, eventually,
+    export_request, json_response, now_nanos, send_otlp, span, trace_id,
 };
 
 const CLIENTS: usize = 4;
@@ -59,13 +59,7 @@ async fn post(
     url: &str,
     request: &ExportTraceServiceRequest,
 ) -> Option<OtlpAnswer> {
-    let (body, headers) = encode_otlp(request, true);
-    let mut post = http.post(format!("{url}/v1/traces")).body(body);
-    for (name, value) in headers {
-        post = post.header(name, value);
-    }
-    let response = post.send().await.ok()?;
-    Some(otlp_answer(response).await)
+    send_otlp(http, url, request, true).await.ok()
 }
 
 async fn journey(http: &reqwest::Client, url: &str, frame: &FrameId) -> JsonResponse {

@@ -167,11 +167,9 @@ impl TestApp {
         body: Vec<u8>,
         headers: &[(&str, &str)],
     ) -> OtlpAnswer {
-        let mut request = self.http.post(self.url("/v1/traces")).body(body);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        otlp_answer(request.send().await.unwrap()).await
+        send_otlp_raw(&self.http, &self.url, body, headers)
+            .await
+            .unwrap()
     }
 
     /// Posts an export request as protobuf, gzipped or not.
@@ -180,13 +178,40 @@ impl TestApp {
         request: &ExportTraceServiceRequest,
         gzip: bool,
     ) -> OtlpAnswer {
-        let (body, headers) = encode_otlp(request, gzip);
-        self.post_otlp_raw(body, &headers).await
+        send_otlp(&self.http, &self.url, request, gzip)
+            .await
+            .unwrap()
     }
 
     pub(crate) async fn journey(&self, frame_id: &FrameId) -> JsonResponse {
         self.get(&format!("/frames/{frame_id}/journey")).await
     }
+}
+
+/// Posts raw bytes to `{base_url}/v1/traces` with the given headers; `Err` when the
+/// tracker cannot be reached.
+pub(crate) async fn send_otlp_raw(
+    http: &reqwest::Client,
+    base_url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Result<OtlpAnswer, reqwest::Error> {
+    let mut request = http.post(format!("{base_url}/v1/traces")).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    Ok(otlp_answer(request.send().await?).await)
+}
+
+/// Posts an export request as protobuf to `{base_url}/v1/traces`, gzipped or not.
+pub(crate) async fn send_otlp(
+    http: &reqwest::Client,
+    base_url: &str,
+    request: &ExportTraceServiceRequest,
+    gzip: bool,
+) -> Result<OtlpAnswer, reqwest::Error> {
+    let (body, headers) = encode_otlp(request, gzip);
+    send_otlp_raw(http, base_url, body, &headers).await
 }
 
 /// The body and headers of an OTLP/HTTP export.

@@ -4,9 +4,7 @@
 use telemetry::metrics::catalog::check_exposition;
 use telemetry::metrics::standard::STANDARD;
 
-use crate::helpers::{
-    OtlpAnswer, TempDir, TrackerProcess, encode_otlp, frame_id, frame_spans, otlp_answer,
-};
+use crate::helpers::{OtlpAnswer, TempDir, TrackerProcess, frame_id, frame_spans, send_otlp};
 
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -22,13 +20,8 @@ async fn scrape_passes_promtool_and_matches_the_catalog() {
     let frame = frame_id("cam41");
     let (capture, processing) = frame_spans(&frame, false);
     for (request, gzip) in [(&capture, false), (&processing, true)] {
-        let (body, headers) = encode_otlp(request, gzip);
-        let mut post = http.post(tracker.url("/v1/traces")).body(body);
-        for (name, value) in headers {
-            post = post.header(name, value);
-        }
         assert!(matches!(
-            otlp_answer(post.send().await.unwrap()).await,
+            send_otlp(&http, &tracker.url, request, gzip).await.unwrap(),
             OtlpAnswer::Ok(_)
         ));
     }
