@@ -1,11 +1,18 @@
-//! `bench-load --url URL [--connections N] [--rate R] (--requests M | --duration SECS)`: a
-//! keep-alive HTTP/1.1 load generator for the middleware benchmark.
+//! `bench-load --url URL [--connections N] [--rate R] (--requests M | --duration SECS)
+//! [--bodies FILE] [--traceparent]`: a keep-alive HTTP/1.1 load generator for the
+//! benchmarks (`cargo xtask bench middleware`, `cargo xtask bench pipeline`).
 //!
 //! Opens N connections from one thread (a `current_thread` runtime, so the generator uses
-//! at most one core), each sending GET requests to `URL` with the request number appended
-//! (`/items/` + `17`): back to back, or with `--rate` paced so that all connections
-//! together send R requests per second (each connection on its own schedule, staggered). Every response is checked (status 200, body read to
-//! the end); anything else counts as an error, and a failed connection is re-opened.
+//! at most one core), each sending requests back to back, or with `--rate` paced so that
+//! all connections together send R requests per second (each connection on its own
+//! schedule, staggered). Without `--bodies`, requests are GETs of `URL` with the request
+//! number appended (`/items/` + `17`). With `--bodies FILE` (one body per line, e.g. JSON
+//! Lines, loaded into memory first), they are `application/json` POSTs to `URL` as is,
+//! request number `n` sending line `n` modulo the number of lines, so `--requests` equal
+//! to the number of lines sends every body once. `--traceparent` gives every request a
+//! fresh sampled W3C `traceparent` (random trace and parent ids), as an instrumented
+//! client would send. Every response is checked (status 200, body read to the end);
+//! anything else counts as an error, and a failed connection is re-opened.
 //! Prints one JSON line:
 //! `{"requests":..,"errors":..,"seconds":..,"rps":..,"p50_us":..,"p99_us":..}` where
 //! `rps` counts successful responses only.
@@ -13,19 +20,20 @@
 // Stdout is this binary's interface: the result line is what the benchmark harness parses.
 #![allow(clippy::print_stdout)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt as _, Empty};
+use http::{Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
-const USAGE: &str =
-    "usage: bench-load --url URL [--connections N] [--rate R] (--requests M | --duration SECS)";
+const USAGE: &str = "usage: bench-load --url URL [--connections N] [--rate R] \
+     (--requests M | --duration SECS) [--bodies FILE] [--traceparent]";
 
 /// The parsed command line.
 #[derive(Debug)]
@@ -35,6 +43,10 @@ struct Args {
     /// Requests per second over all connections; `None` sends back to back.
     rate: Option<f64>,
     limit: Limit,
+    /// Request bodies, one per line: POST them instead of GETs.
+    bodies: Option<PathBuf>,
+    /// Whether every request carries a fresh sampled `traceparent`.
+    traceparent: bool,
 }
 
 /// When to stop sending.
@@ -62,6 +74,10 @@ struct Target {
     deadline: Instant,
     /// Time between two requests of one connection, when paced.
     period: Option<Duration>,
+    /// The bodies to POST round-robin; empty for GETs.
+    bodies: Arc<[Bytes]>,
+    /// Seed of the `traceparent` ids, when sent.
+    traceparent_seed: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +90,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let bodies: Arc<[Bytes]> = match &args.bodies {
+        Some(path) => read_bodies(path)?.into(),
+        None => Arc::new([]),
+    };
     let authority = args
         .url
         .authority()
@@ -92,6 +112,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         period: args
             .rate
             .map(|rate| Duration::from_secs_f64(args.connections as f64 / rate)),
+        bodies,
+        traceparent_seed: args.traceparent.then(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+                ^ u64::from(std::process::id()).rotate_left(32)
+        }),
     };
     let counters = Arc::new(Counters::default());
     let start = Instant::now();
@@ -137,7 +164,7 @@ async fn connection(
     mut pacer: Option<tokio::time::Interval>,
 ) -> Vec<u32> {
     let mut latencies = Vec::new();
-    let mut sender: Option<SendRequest<Empty<Bytes>>> = None;
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     loop {
         if let Some(pacer) = pacer.as_mut() {
             pacer.tick().await;
@@ -182,7 +209,7 @@ async fn connection(
     }
 }
 
-async fn connect(address: &str) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+async fn connect(address: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -195,20 +222,72 @@ async fn connect(address: &str) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
 
 /// Sends one request, reads the whole body, and returns the status and the body's length.
 async fn request(
-    sender: &mut SendRequest<Empty<Bytes>>,
+    sender: &mut SendRequest<Full<Bytes>>,
     target: &Target,
     number: u64,
 ) -> anyhow::Result<(StatusCode, usize)> {
     sender.ready().await?;
-    let request = Request::get(format!("{}{}", target.path_prefix, number % 10_000))
+    let builder = if target.bodies.is_empty() {
+        Request::get(format!("{}{}", target.path_prefix, number % 10_000))
+    } else {
+        Request::builder()
+            .method(Method::POST)
+            .uri(target.path_prefix.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+    };
+    let mut builder = builder
         .header(header::HOST, &target.host)
         .header(header::USER_AGENT, "bench-load/0.1")
-        .header(header::ACCEPT, "application/json")
-        .body(Empty::<Bytes>::new())?;
+        .header(header::ACCEPT, "application/json");
+    if let Some(seed) = target.traceparent_seed {
+        builder = builder.header("traceparent", traceparent(seed, number));
+    }
+    let body = match target.bodies.len() {
+        0 => Bytes::new(),
+        count => target.bodies[(number % count as u64) as usize].clone(),
+    };
+    let request = builder.body(Full::new(body))?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, body.len()))
+}
+
+/// The lines of `path` that are not empty, as bodies sharing one buffer.
+fn read_bodies(path: &std::path::Path) -> anyhow::Result<Vec<Bytes>> {
+    let all = Bytes::from(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let mut bodies = Vec::new();
+    let mut start = 0;
+    for end in all
+        .iter()
+        .enumerate()
+        .filter_map(|(index, &byte)| (byte == b'\n').then_some(index))
+        .chain(std::iter::once(all.len()))
+    {
+        if end > start {
+            bodies.push(all.slice(start..end));
+        }
+        start = end + 1;
+    }
+    ensure!(!bodies.is_empty(), "{} holds no bodies", path.display());
+    Ok(bodies)
+}
+
+/// A sampled W3C `traceparent` with ids derived from `seed` and the request number
+/// (SplitMix64), distinct for every request of a run.
+fn traceparent(seed: u64, number: u64) -> String {
+    let mut state = seed ^ number.wrapping_mul(0xD134_2543_DE82_EF95);
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        // All-zero ids are invalid; one in 2^64, but cheap to rule out.
+        (z ^ (z >> 31)).max(1)
+    };
+    format!("00-{:016x}{:016x}-{:016x}-01", next(), next(), next())
 }
 
 fn percentile(sorted: &[u32], quantile: f64) -> u32 {
@@ -224,10 +303,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut connections = 32;
     let mut rate = None;
     let mut limit = None;
+    let mut bodies = None;
+    let mut traceparent = false;
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--traceparent" {
+            traceparent = true;
+            continue;
         }
         let value = args
             .next()
@@ -257,6 +342,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             }
             "--requests" => limit = Some(Limit::Requests(number()?)),
             "--duration" => limit = Some(Limit::Duration(Duration::from_secs(number()?))),
+            "--bodies" => bodies = Some(PathBuf::from(value)),
             _ => bail!("unknown argument {flag:?}\n{USAGE}"),
         }
     }
@@ -265,5 +351,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         connections,
         rate,
         limit: limit.with_context(|| format!("--requests or --duration is required\n{USAGE}"))?,
+        bodies,
+        traceparent,
     })
 }
