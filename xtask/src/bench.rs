@@ -1,4 +1,7 @@
-//! `cargo xtask bench <name> [args]`: named benchmarks. One so far:
+//! `cargo xtask bench <name> [args]`: named benchmarks. `tracker`, `tracker-ingest`,
+//! `tracking` and `pipeline` (telemetry on vs off in the frame processor) have modules of
+//! their own (`bench_<name>.rs`) that reuse the measurement helpers here; this module is
+//! also the middleware benchmark:
 //!
 //! `cargo xtask bench middleware [--requests N] [--rate R] [--work-requests N]
 //! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--no-pin]` measures the
@@ -75,13 +78,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         Some((name, rest)) if name == "tracker" => crate::bench_tracker::run(rest),
         Some((name, rest)) if name == "tracker-ingest" => crate::bench_tracker_ingest::run(rest),
         Some((name, rest)) if name == "tracking" => crate::bench_tracking::run(rest),
+        Some((name, rest)) if name == "pipeline" => crate::bench_pipeline::run(rest),
         Some((name, _)) if name == "-h" || name == "--help" => {
             println!("{USAGE}");
             Ok(())
         }
         Some((name, _)) => {
             bail!(
-                "unknown benchmark `{name}`; available: middleware, tracker, tracker-ingest, tracking\n{USAGE}"
+                "unknown benchmark `{name}`; available: middleware, tracker, tracker-ingest, tracking, pipeline\n{USAGE}"
             )
         }
         None => bail!("name a benchmark\n{USAGE}"),
@@ -145,9 +149,11 @@ struct Binaries {
 
 /// Which CPU each process is pinned to, if any.
 #[derive(Debug, Clone)]
-struct Pinning {
-    server: Option<String>,
-    load: Option<String>,
+pub(crate) struct Pinning {
+    /// The process under test.
+    pub(crate) server: Option<String>,
+    /// The load generator and the receivers.
+    pub(crate) load: Option<String>,
 }
 
 /// One server run's measurements.
@@ -220,21 +226,25 @@ struct Summary {
 
 /// The output of one `bench-load` run.
 #[derive(Debug)]
-struct LoadResult {
-    requests: u64,
-    errors: u64,
-    seconds: f64,
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
+pub(crate) struct LoadResult {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) seconds: f64,
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
 }
 
 /// CPU time of a process, two ways.
 #[derive(Debug, Clone, Copy)]
-struct CpuTime {
-    sched_ns: u64,
-    stat_ns: u64,
-    threads: usize,
+pub(crate) struct CpuTime {
+    /// Nanoseconds on CPU of the threads alive now (`schedstat`).
+    pub(crate) sched_ns: u64,
+    /// utime + stime of the whole process, exited threads included (`stat`, ticks).
+    pub(crate) stat_ns: u64,
+    pub(crate) threads: usize,
+    /// Minor page faults of the whole process (`stat`).
+    pub(crate) minor_faults: u64,
 }
 
 impl Mode {
@@ -301,25 +311,13 @@ impl Scenario {
 fn middleware(args: &[String]) -> anyhow::Result<()> {
     let options = parse_options(args)?;
     let started = Instant::now();
-    let root = project_root();
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = target_dir();
     let out_dir = target.join("bench");
     let log_dir = out_dir.join("logs");
     fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
 
     crate::process::cargo_build(true, &["-p", "bench", "-p", "otlp-sink", "--bins"])?;
-    // Copies, so a build started by someone else during the run cannot swap the binaries
-    // between rounds.
-    let release = target.join("release");
-    let bin_dir = out_dir.join("bin");
-    fs::create_dir_all(&bin_dir).with_context(|| format!("cannot create {}", bin_dir.display()))?;
-    let copy = |name: &str| -> anyhow::Result<PathBuf> {
-        let copied = bin_dir.join(name);
-        fs::copy(release.join(name), &copied)
-            .with_context(|| format!("cannot copy {name} to {}", bin_dir.display()))?;
-        Ok(copied)
-    };
+    let copy = |name: &str| release_copy(&target, name);
     let binaries = Binaries {
         server: copy("bench-server")?,
         load: copy("bench-load")?,
@@ -463,9 +461,27 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     Ok(options)
 }
 
+/// The cargo target directory: `CARGO_TARGET_DIR`, or `target/` in the workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+/// Copies the release binary `name` to `<target>/bench/bin/` and returns the copy's path:
+/// benchmarks run copies, so a build started by someone else during the run cannot swap
+/// the binaries between rounds.
+pub(crate) fn release_copy(target: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let bin_dir = target.join("bench").join("bin");
+    fs::create_dir_all(&bin_dir).with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    let copied = bin_dir.join(name);
+    fs::copy(target.join("release").join(name), &copied)
+        .with_context(|| format!("cannot copy {name} to {}", bin_dir.display()))?;
+    Ok(copied)
+}
+
 /// Pins the server to the last CPU and everything else to CPU 0 when `taskset` works and
 /// there are at least two CPUs.
-fn pinning(wanted: bool) -> Pinning {
+pub(crate) fn pinning(wanted: bool) -> Pinning {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let taskset_works = Command::new("taskset")
         .args(["-c", "0", "true"])
@@ -489,8 +505,9 @@ fn pinning(wanted: bool) -> Pinning {
     }
 }
 
-/// A command for `program`, run under `taskset -c cpu` when pinned.
-fn command(program: &Path, cpu: Option<&String>) -> Command {
+/// A command for `program`, run under `taskset -c cpu` when pinned (`taskset` execs the
+/// program, so the child's pid is the program's).
+pub(crate) fn command(program: &Path, cpu: Option<&String>) -> Command {
     match cpu {
         Some(cpu) => {
             let mut command = Command::new("taskset");
@@ -622,18 +639,29 @@ fn load(
     connections: u64,
     pace: Pace,
 ) -> anyhow::Result<LoadResult> {
-    let mut command = command(&binaries.load, pinning.load.as_ref());
-    command.args([
-        "--url",
-        url,
-        "--requests",
-        &requests.to_string(),
-        "--connections",
-        &connections.to_string(),
-    ]);
+    let mut args = vec![
+        "--url".to_owned(),
+        url.to_owned(),
+        "--requests".to_owned(),
+        requests.to_string(),
+        "--connections".to_owned(),
+        connections.to_string(),
+    ];
     if let Pace::Rate(rate) = pace {
-        command.args(["--rate", &rate.to_string()]);
+        args.extend(["--rate".to_owned(), rate.to_string()]);
     }
+    run_load(&binaries.load, pinning.load.as_ref(), &args)
+}
+
+/// Runs the `bench-load` binary `load` with `args` (on `cpu` when pinned) to completion
+/// and parses its result line.
+pub(crate) fn run_load(
+    load: &Path,
+    cpu: Option<&String>,
+    args: &[String],
+) -> anyhow::Result<LoadResult> {
+    let mut command = command(load, cpu);
+    command.args(args);
     let output = command
         .stderr(Stdio::inherit())
         .output()
@@ -863,7 +891,7 @@ fn terminate(pid: u32) -> anyhow::Result<()> {
 
 /// The CPU time of every thread of `pid`: the sum of `/proc/<pid>/task/*/schedstat`'s
 /// first field (ns), and `/proc/<pid>/stat`'s utime + stime (ticks, converted).
-fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
+pub(crate) fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
     let mut sched_ns = 0;
     let mut threads = 0;
     let tasks = format!("/proc/{pid}/task");
@@ -892,6 +920,11 @@ fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
         .map(|(_, rest)| rest)
         .context("unexpected /proc/<pid>/stat")?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // minflt is field 10.
+    let minor_faults: u64 = fields
+        .get(7)
+        .and_then(|field| field.parse().ok())
+        .context("unexpected minflt in /proc/<pid>/stat")?;
     let ticks: u64 = fields
         .get(11..13)
         .context("short /proc/<pid>/stat")?
@@ -903,10 +936,11 @@ fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
         sched_ns,
         stat_ns: ticks * 1_000_000_000 / clock_ticks,
         threads,
+        minor_faults,
     })
 }
 
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kb(pid: u32) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     status
@@ -917,7 +951,7 @@ fn rss_kb(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc/<pid>/status")
 }
 
-fn clock_ticks_per_second() -> u64 {
+pub(crate) fn clock_ticks_per_second() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -927,7 +961,7 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .map_or_else(|_| "unknown".to_owned(), |text| text.trim().to_owned())
 }
@@ -962,7 +996,7 @@ fn summarise(samples: &[Sample], mode: Mode, scenario: Scenario) -> Summary {
     }
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     match sorted.len() {
@@ -1362,11 +1396,11 @@ impl Report<'_> {
     }
 }
 
-fn verdict(met: bool) -> &'static str {
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
-fn json_str(value: &str) -> String {
+pub(crate) fn json_str(value: &str) -> String {
     let mut out = String::from("\"");
     for c in value.chars() {
         match c {
@@ -1382,12 +1416,12 @@ fn json_str(value: &str) -> String {
     out
 }
 
-fn json_option(value: Option<&str>) -> String {
+pub(crate) fn json_option(value: Option<&str>) -> String {
     value.map_or_else(|| "null".to_owned(), json_str)
 }
 
 /// The number after `"key":` in a one-line JSON object written by our own binaries.
-fn json_number(line: &str, key: &str) -> Option<f64> {
+pub(crate) fn json_number(line: &str, key: &str) -> Option<f64> {
     let rest = json_value_start(line, key)?;
     let end = rest
         .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E')))

@@ -11,6 +11,7 @@
 
 mod analyze;
 mod bench;
+mod bench_pipeline;
 mod bench_tracker;
 mod bench_tracker_ingest;
 mod bench_tracking;
@@ -37,6 +38,7 @@ Subcommands:
                            `cargo test --workspace`; e.g. `cargo xtask test -p telemetry`
   bench <name> [args]      run a named benchmark: middleware, tracker, tracker-ingest,
                            tracking; `bench tracker`: store load + journey lookups
+                           `bench pipeline`: frame-processor with telemetry on vs off
   demo [args]              run the services together on this machine
   analyze [args]           the trace analyzer over a running tracker (default
                            http://127.0.0.1:8081): stage latency, waits, slowest, failed

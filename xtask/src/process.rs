@@ -134,6 +134,11 @@ impl Spawned {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process id (for reading `/proc/<pid>/`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process name given at start.
     pub(crate) fn name(&self) -> &str {
         &self.name
