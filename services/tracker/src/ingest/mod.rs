@@ -4,8 +4,10 @@
 //! A 2xx means every accepted event is committed. OTLP answers follow the spec: 200 with
 //! an `ExportTraceServiceResponse` (partial success naming rejected spans), 400 for an
 //! undecodable body, 413 above `INGEST_MAX_BODY_BYTES` (before or after gzip), 415 for a
-//! content type other than `application/x-protobuf`, 503 when the store is unavailable.
-//! Error bodies are the service's JSON `ApiError`, which exporters log.
+//! content type other than `application/x-protobuf`, 503 (with `Retry-After`) when the
+//! store is unavailable. Error bodies of protobuf requests are a protobuf `google.rpc.Status`
+//! whose message names the problem, as the spec requires and exporters log; a request in
+//! another content type (415) gets the service's JSON `ApiError`.
 
 pub mod json;
 pub mod otlp;
@@ -61,13 +63,7 @@ pub fn decode_request(
     body: &[u8],
     max_bytes: usize,
 ) -> Result<ExportTraceServiceRequest, DecodeError> {
-    if let Some(content_type) = headers.get(CONTENT_TYPE) {
-        let text = String::from_utf8_lossy(content_type.as_bytes());
-        let media_type = text.split(';').next().unwrap_or_default().trim();
-        if !media_type.eq_ignore_ascii_case(PROTOBUF) {
-            return Err(DecodeError::ContentType(text.into_owned()));
-        }
-    }
+    check_content_type(headers)?;
     let gzip = match headers.get(CONTENT_ENCODING) {
         None => false,
         Some(encoding) if encoding.as_bytes().eq_ignore_ascii_case(b"gzip") => true,
@@ -83,6 +79,18 @@ pub fn decode_request(
     } else {
         ExportTraceServiceRequest::decode(body).map_err(DecodeError::Protobuf)
     }
+}
+
+/// Accepts `application/x-protobuf` (any parameters) or no content type at all.
+fn check_content_type(headers: &HeaderMap) -> Result<(), DecodeError> {
+    if let Some(content_type) = headers.get(CONTENT_TYPE) {
+        let text = String::from_utf8_lossy(content_type.as_bytes());
+        let media_type = text.split(';').next().unwrap_or_default().trim();
+        if !media_type.eq_ignore_ascii_case(PROTOBUF) {
+            return Err(DecodeError::ContentType(text.into_owned()));
+        }
+    }
+    Ok(())
 }
 
 /// Inflates a gzip body, refusing to produce more than `max_bytes`.
@@ -132,9 +140,78 @@ fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
     }
 }
 
+/// Seconds an OTLP client is asked to wait before retrying when the store is unavailable.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// An OTLP/HTTP failure: the service's [`ApiError`] (its status, its logging, the span
+/// marked on 5xx), answered as the OTLP spec says.
+#[derive(Debug)]
+pub(crate) struct OtlpError {
+    error: ApiError,
+    /// Whether the request was `application/x-protobuf`: then the body is a protobuf
+    /// `google.rpc.Status`; otherwise the JSON `ApiError`.
+    protobuf: bool,
+}
+
+impl IntoResponse for OtlpError {
+    fn into_response(self) -> Response {
+        let status = self.error.status();
+        let message = match self.error.body().get("detail") {
+            Some(detail) => format!("{}: {detail}", self.error.message()),
+            None => self.error.message().to_owned(),
+        };
+        let mut response = self.error.into_response();
+        if self.protobuf {
+            let body = tonic_types::Status {
+                code: grpc_code(status) as i32,
+                message,
+                details: Vec::new(),
+            }
+            .encode_to_vec();
+            let (mut parts, _) = response.into_parts();
+            parts
+                .headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            response = Response::from_parts(parts, axum::body::Body::from(body));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+/// The gRPC code that matches an HTTP status, for `google.rpc.Status.code` (informative:
+/// OTLP clients go by the HTTP status).
+fn grpc_code(status: StatusCode) -> tonic::Code {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            tonic::Code::InvalidArgument
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        _ => tonic::Code::Internal,
+    }
+}
+
 /// `POST /v1/traces`: OTLP/HTTP protobuf, optionally gzip.
 pub(crate) async fn otlp_traces(
     State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OtlpError> {
+    let protobuf = check_content_type(&headers).is_ok();
+    otlp_traces_inner(state, headers, body)
+        .await
+        .map_err(|error| OtlpError { error, protobuf })
+}
+
+async fn otlp_traces_inner(
+    state: AppState,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -120,7 +120,21 @@ pub(crate) struct JsonResponse {
 #[derive(Debug)]
 pub(crate) enum OtlpAnswer {
     Ok(ExportTraceServiceResponse),
-    Error(JsonResponse),
+    Error(OtlpFailure),
+}
+
+/// A failed OTLP/HTTP export as the client sees it.
+#[derive(Debug)]
+pub(crate) struct OtlpFailure {
+    pub(crate) status: u16,
+    /// `application/x-protobuf` (a `google.rpc.Status`) or `application/json` (the
+    /// service's `ApiError`).
+    pub(crate) content_type: String,
+    /// `Status.message`, or the JSON `error` (with its `detail`).
+    pub(crate) message: String,
+    /// `Status.code`, for protobuf answers.
+    pub(crate) code: Option<i32>,
+    pub(crate) retry_after: Option<String>,
 }
 
 impl OtlpAnswer {
@@ -131,7 +145,7 @@ impl OtlpAnswer {
         }
     }
 
-    pub(crate) fn error(self) -> JsonResponse {
+    pub(crate) fn error(self) -> OtlpFailure {
         match self {
             OtlpAnswer::Ok(response) => panic!("expected an error, got 200 {response:?}"),
             OtlpAnswer::Error(error) => error,
@@ -262,7 +276,33 @@ pub(crate) async fn otlp_answer(response: reqwest::Response) -> OtlpAnswer {
         let bytes = response.bytes().await.unwrap();
         OtlpAnswer::Ok(ExportTraceServiceResponse::decode(bytes.as_ref()).unwrap())
     } else {
-        OtlpAnswer::Error(json_response(response).await)
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let retry_after = header("retry-after");
+        let bytes = response.bytes().await.unwrap();
+        let (message, code) = if content_type == "application/x-protobuf" {
+            let status = tonic_types::Status::decode(bytes.as_ref()).unwrap();
+            (status.message, Some(status.code))
+        } else {
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let mut message = body["error"].as_str().unwrap().to_owned();
+            if let Some(detail) = body.get("detail") {
+                message.push_str(&format!(": {detail}"));
+            }
+            (message, None)
+        };
+        OtlpAnswer::Error(OtlpFailure {
+            status,
+            content_type,
+            message,
+            code,
+            retry_after,
+        })
     }
 }
 

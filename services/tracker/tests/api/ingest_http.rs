@@ -111,27 +111,25 @@ async fn spans_without_frame_id_are_dropped_and_bad_ones_rejected() {
     assert_eq!(events[0]["stage"], "good");
 }
 
+/// OTLP/HTTP: "the response body for all HTTP 4xx and HTTP 5xx responses MUST be a
+/// Protobuf-encoded Status message that describes the problem".
 #[tokio::test]
-async fn undecodable_bodies_are_400() {
+async fn undecodable_bodies_are_400_with_a_protobuf_status() {
     let app = spawn_app().await;
     let protobuf = [("content-type", "application/x-protobuf")];
     let error = app.post_otlp_raw(vec![0xff; 64], &protobuf).await.error();
     assert_eq!(error.status, 400);
-    assert!(
-        error.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot decode"),
-        "{:?}",
-        error.body
-    );
+    assert_eq!(error.content_type, "application/x-protobuf");
+    assert_eq!(error.code, Some(tonic::Code::InvalidArgument as i32));
+    assert!(error.message.contains("cannot decode"), "{error:?}");
     let gzip = [
         ("content-type", "application/x-protobuf"),
         ("content-encoding", "gzip"),
     ];
     let error = app.post_otlp_raw(b"not gzip".to_vec(), &gzip).await.error();
     assert_eq!(error.status, 400);
-    assert!(error.body["error"].as_str().unwrap().contains("gzip"));
+    assert_eq!(error.content_type, "application/x-protobuf");
+    assert!(error.message.contains("gzip"), "{error:?}");
 }
 
 #[tokio::test]
@@ -142,13 +140,11 @@ async fn unsupported_content_types_are_415_naming_protobuf() {
         .await
         .error();
     assert_eq!(error.status, 415);
+    // Not an OTLP protobuf client: the answer is the service's JSON error.
+    assert_eq!(error.content_type, "application/json");
     assert!(
-        error.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("application/x-protobuf"),
-        "{:?}",
-        error.body
+        error.message.contains("application/x-protobuf"),
+        "{error:?}"
     );
     let (body, _) = encode_otlp(&export_request("x", vec![]), false);
     let error = app
@@ -173,7 +169,12 @@ async fn bodies_over_the_limit_are_413_before_and_after_gzip() {
         .await
         .error();
     assert_eq!(error.status, 413);
-    assert_eq!(error.body["detail"]["limit_bytes"], 4096);
+    assert_eq!(error.content_type, "application/x-protobuf");
+    assert_eq!(error.code, Some(tonic::Code::ResourceExhausted as i32));
+    assert!(
+        error.message.contains("too large") && error.message.contains("4096"),
+        "{error:?}"
+    );
 
     // A small gzip body that inflates past the limit: a zip bomb in miniature.
     let bomb = gzip_bytes(&vec![0; 64 * 1024]);

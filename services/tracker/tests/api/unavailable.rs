@@ -25,13 +25,11 @@ async fn an_unreachable_store_is_503_and_nothing_is_acknowledged() {
     let during = frame_id("cam71");
     let (capture, processing) = frame_spans(&during, false);
     let error = app.post_otlp(&capture, true).await.error();
-    assert_eq!(error.status, 503, "{:?}", error.body);
-    assert!(
-        error.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("unavailable")
-    );
+    assert_eq!(error.status, 503, "{error:?}");
+    assert!(error.message.contains("unavailable"), "{error:?}");
+    assert_eq!(error.code, Some(tonic::Code::Unavailable as i32));
+    // OTLP clients retry 503, after Retry-After when given.
+    assert_eq!(error.retry_after.as_deref(), Some("1"));
     let mut grpc = TraceServiceClient::connect(app.grpc_url.clone())
         .await
         .unwrap();
