@@ -6,13 +6,15 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Instant;
 
-use http::{HeaderValue, Response};
+use http::Response;
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use std::sync::Arc;
 
-use crate::http::layer::LayerState;
-use crate::http::{ResponseError, traceparent};
+use crate::http::layer::{LayerState, RequestRoute};
+use crate::http::{
+    CurrentServerSpan, ResponseError, TRACEPARENT, X_TRACE_ID, trace_response_headers,
+};
 
 pin_project_lite::pin_project! {
     /// Response future of [`crate::http::TelemetryService`].
@@ -35,7 +37,7 @@ impl<F, R> std::fmt::Debug for ResponseFuture<F, R> {
 pub(crate) struct RequestState<R> {
     pub(crate) state: Arc<LayerState>,
     pub(crate) method: usize,
-    pub(crate) route: Option<R>,
+    pub(crate) route: RequestRoute<R>,
     pub(crate) start: Instant,
     pub(crate) cx: Option<Context>,
 }
@@ -70,6 +72,7 @@ where
             Some(otel_cx) => {
                 // The handler's own spans and log lines find the server span as current.
                 let _attached = otel_cx.clone().attach();
+                let _current = CurrentServerSpan::enter(otel_cx);
                 ready!(this.inner.poll(cx))
             }
             None => ready!(this.inner.poll(cx)),
@@ -92,13 +95,14 @@ where
 
 impl<R: AsRef<str>> RequestState<R> {
     fn route(&self) -> Option<&str> {
-        self.route.as_ref().map(AsRef::as_ref)
+        self.route.as_str()
     }
 
     fn finish_response<B>(mut self, response: &mut Response<B>) {
         let status = response.status().as_u16();
         let metrics = &self.state.metrics;
-        metrics.record_duration(self.method, self.route(), status, self.start.elapsed());
+        self.route
+            .record_duration(metrics, self.method, status, self.start.elapsed());
         let handler_error = response.extensions().get::<ResponseError>().cloned();
         let status_error = (status >= 500).then(|| status.to_string());
         let error_type: Option<&str> = handler_error
@@ -130,16 +134,12 @@ impl<R: AsRef<str>> RequestState<R> {
             );
         }
         let span_context = span.span_context();
-        if span_context.is_valid() {
-            let header = traceparent(span_context);
+        if span_context.is_valid()
+            && let Some((traceparent, trace_id)) = trace_response_headers(span_context)
+        {
             let headers = response.headers_mut();
-            // The trace id is characters 3..35 of the traceparent.
-            if let Ok(value) = HeaderValue::from_str(&header[3..35]) {
-                headers.insert("x-trace-id", value);
-            }
-            if let Ok(value) = HeaderValue::try_from(header) {
-                headers.insert("traceparent", value);
-            }
+            headers.insert(X_TRACE_ID, trace_id);
+            headers.insert(TRACEPARENT, traceparent);
         }
         span.end();
     }

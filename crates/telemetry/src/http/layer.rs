@@ -1,20 +1,25 @@
 //! [`TelemetryLayer`]: the `tower::Layer` half.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use http::{HeaderName, Request};
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry::{Context, Key, KeyValue, Value};
 use opentelemetry_sdk::trace::SdkTracer;
 use tower::Layer;
 
+use crate::http::metrics::RouteDurations;
 use crate::http::service::TelemetryService;
 use crate::http::{
-    ExcludedPaths, HeaderExtractor, METHODS, MatchedPathRoute, RouteLabel, ServerMetrics,
+    BAGGAGE, ExcludedPaths, HeaderExtractor, METHODS, MatchedPathRoute, RouteLabel, ServerMetrics,
+    TRACEPARENT,
 };
 
 /// Gives every request a server span (HTTP semantic conventions, W3C context extracted
@@ -37,53 +42,160 @@ pub(crate) struct LayerState {
     pub(crate) excluded: ExcludedPaths,
     pub(crate) capture_headers: Vec<(HeaderName, Key)>,
     pub(crate) metrics: ServerMetrics,
-    names: SpanNames,
+    routes: Routes,
 }
 
-/// Span names and route strings per (method, route), made once and kept for the life of
-/// the process, so a request allocates neither. Routes are templates, so the set is
-/// small; past [`SpanNames::LIMIT`] entries (a route strategy that returns raw paths)
-/// names are built per request instead of kept.
+/// What the layer keeps per route template for the life of the process: the route string,
+/// the span name per method and the duration histograms, found with one map lookup per
+/// request so that a request allocates none of them. Routes are templates, so the set is
+/// small; past [`Routes::LIMIT`] entries (a route strategy that returns raw paths) a
+/// request builds its names and finds its histogram per request instead.
 #[derive(Debug, Default)]
-struct SpanNames {
-    map: RwLock<HashMap<Box<str>, RouteNames>>,
+struct Routes {
+    map: RwLock<HashMap<Box<str>, &'static RouteEntry>>,
 }
 
-/// The kept route string and the span name per method index.
+/// One kept route (leaked: entries live as long as the process and are bounded in number).
 #[derive(Debug)]
-struct RouteNames {
+pub(crate) struct RouteEntry {
     route: &'static str,
-    names: [Option<&'static str>; METHODS.len()],
+    names: [OnceLock<&'static str>; METHODS.len()],
+    durations: RouteDurations,
 }
 
-impl SpanNames {
+/// The route of one request, as the layer resolved it.
+#[derive(Debug)]
+pub(crate) enum RequestRoute<R> {
+    /// No route matched.
+    Unmatched,
+    /// A kept route.
+    Kept(&'static RouteEntry),
+    /// A route past the limit of kept routes.
+    Other(R),
+}
+
+impl Routes {
     const LIMIT: usize = 4_096;
 
-    fn get(
-        &self,
-        method: usize,
-        verb: &'static str,
-        route: &str,
-    ) -> (Cow<'static, str>, Cow<'static, str>) {
+    fn get(&self, route: &str) -> Option<&'static RouteEntry> {
         if let Ok(map) = self.map.read()
             && let Some(entry) = map.get(route)
-            && let Some(name) = entry.names[method]
         {
-            return (Cow::Borrowed(name), Cow::Borrowed(entry.route));
+            return Some(entry);
         }
-        let name = format!("{verb} {route}");
-        if let Ok(mut map) = self.map.write()
-            && map.len() < Self::LIMIT
+        let mut map = self.map.write().ok()?;
+        if let Some(entry) = map.get(route) {
+            return Some(entry);
+        }
+        if map.len() >= Self::LIMIT {
+            return None;
+        }
+        let entry: &'static RouteEntry = Box::leak(Box::new(RouteEntry {
+            route: Box::leak(Box::from(route)),
+            names: Default::default(),
+            durations: RouteDurations::default(),
+        }));
+        map.insert(Box::from(route), entry);
+        Some(entry)
+    }
+}
+
+impl<R: AsRef<str>> RequestRoute<R> {
+    /// The route template, `None` when no route matched.
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Unmatched => None,
+            Self::Kept(entry) => Some(entry.route),
+            Self::Other(route) => Some(route.as_ref()),
+        }
+    }
+
+    /// Records the request's duration in `http_server_request_duration_seconds`.
+    pub(crate) fn record_duration(
+        &self,
+        metrics: &ServerMetrics,
+        method: usize,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        match self {
+            Self::Unmatched => metrics.record_unmatched(method, status, elapsed),
+            Self::Kept(entry) => entry.durations.record(entry.route, method, status, elapsed),
+            Self::Other(route) => metrics.record_uncached(method, route.as_ref(), status, elapsed),
+        }
+    }
+
+    /// The span name, `{method} {route}` or the method alone.
+    fn span_name(&self, method: usize, verb: &'static str) -> Cow<'static, str> {
+        match self {
+            Self::Unmatched => Cow::Borrowed(verb),
+            Self::Kept(entry) => Cow::Borrowed(
+                entry.names[method]
+                    .get_or_init(|| Box::leak(format!("{verb} {}", entry.route).into_boxed_str())),
+            ),
+            Self::Other(route) => Cow::Owned(format!("{verb} {}", route.as_ref())),
+        }
+    }
+
+    /// The `http.route` attribute value.
+    fn route_value(&self) -> Option<Value> {
+        match self {
+            Self::Unmatched => None,
+            Self::Kept(entry) => Some(Value::from(entry.route)),
+            Self::Other(route) => Some(Value::from(route.as_ref().to_owned())),
+        }
+    }
+}
+
+/// Attribute values that repeat from one request to the next on a thread (the `Host` that
+/// clients send, their user agent, a keep-alive client's address), kept as the last value
+/// seen per thread so that a request shares the value instead of allocating a copy.
+#[derive(Debug, Default)]
+struct RecentValues {
+    /// The raw `Host`, its address part and its port.
+    host: Option<(Arc<str>, Arc<str>, Option<u16>)>,
+    user_agent: Option<Arc<str>>,
+    client: Option<(IpAddr, Arc<str>)>,
+}
+
+thread_local! {
+    static RECENT: RefCell<RecentValues> = RefCell::default();
+}
+
+impl RecentValues {
+    fn host(&mut self, raw: &str) -> (Arc<str>, Option<u16>) {
+        if let Some((kept, address, port)) = &self.host
+            && **kept == *raw
         {
-            let entry = map.entry(Box::from(route)).or_insert_with(|| RouteNames {
-                route: Box::leak(Box::from(route)),
-                names: [None; METHODS.len()],
-            });
-            let name: &'static str = Box::leak(name.into_boxed_str());
-            entry.names[method] = Some(name);
-            return (Cow::Borrowed(name), Cow::Borrowed(entry.route));
+            return (address.clone(), *port);
         }
-        (Cow::Owned(name), Cow::Owned(route.to_owned()))
+        let (address, port) = split_host_port(raw);
+        let address: Arc<str> = Arc::from(address);
+        let kept = if address.len() == raw.len() {
+            address.clone()
+        } else {
+            Arc::from(raw)
+        };
+        self.host = Some((kept, address.clone(), port));
+        (address, port)
+    }
+
+    fn user_agent(&mut self, agent: &str) -> Arc<str> {
+        match &self.user_agent {
+            Some(kept) if **kept == *agent => kept.clone(),
+            _ => self.user_agent.insert(Arc::from(agent)).clone(),
+        }
+    }
+
+    fn client(&mut self, ip: IpAddr) -> Arc<str> {
+        match &self.client {
+            Some((kept, text)) if *kept == ip => text.clone(),
+            _ => {
+                let text: Arc<str> = Arc::from(ip.to_string());
+                self.client = Some((ip, text.clone()));
+                text
+            }
+        }
     }
 }
 
@@ -109,7 +221,7 @@ impl TelemetryLayer {
                     })
                     .collect(),
                 metrics: ServerMetrics::new(),
-                names: SpanNames::default(),
+                routes: Routes::default(),
             }),
             route: MatchedPathRoute,
         }
@@ -139,18 +251,29 @@ impl<S, R: Clone> Layer<S> for TelemetryLayer<R> {
 }
 
 impl LayerState {
+    /// Resolves a request's route to the entry kept for it.
+    pub(crate) fn resolve_route<R: AsRef<str>>(&self, route: Option<R>) -> RequestRoute<R> {
+        match route {
+            None => RequestRoute::Unmatched,
+            Some(route) => match self.routes.get(route.as_ref()) {
+                Some(entry) => RequestRoute::Kept(entry),
+                None => RequestRoute::Other(route),
+            },
+        }
+    }
+
     /// Starts the server span of a request; `None` when tracing is off.
-    pub(crate) fn start_span<B>(
+    pub(crate) fn start_span<B, R: AsRef<str>>(
         &self,
         request: &Request<B>,
         method: usize,
-        route: Option<&str>,
+        route: &RequestRoute<R>,
     ) -> Option<Context> {
         let tracer = self.tracer.as_ref()?;
         // Most requests carry no context; skip the propagators' work for them. The parent
         // is only ever what the request carries, never whatever context the thread holds.
         let headers = request.headers();
-        let parent = if headers.contains_key("traceparent") || headers.contains_key("baggage") {
+        let parent = if headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE) {
             self.propagator
                 .extract_with_context(&Context::new(), &HeaderExtractor(headers))
         } else {
@@ -163,15 +286,9 @@ impl LayerState {
         } else {
             method_name
         };
-        let (name, route_value) = match route {
-            Some(route) => {
-                let (name, route) = self.names.get(method, verb, route);
-                (name, Some(route))
-            }
-            None => (Cow::Borrowed(verb), None),
-        };
+        let name = route.span_name(method, verb);
 
-        let mut attributes = Vec::with_capacity(10 + self.capture_headers.len());
+        let mut attributes = Vec::with_capacity(12 + self.capture_headers.len());
         attributes.push(KeyValue::new("http.request.method", method_name));
         if method_name == "_OTHER" {
             attributes.push(KeyValue::new(
@@ -188,7 +305,7 @@ impl LayerState {
                 _ => "http",
             },
         ));
-        if let Some(route) = route_value {
+        if let Some(route) = route.route_value() {
             attributes.push(KeyValue::new("http.route", route));
         }
         attributes.push(KeyValue::new(
@@ -201,35 +318,38 @@ impl LayerState {
             },
         ));
         let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-            request
-                .headers()
+            headers
                 .get(http::header::HOST)
                 .and_then(|h| h.to_str().ok())
         });
-        if let Some(host) = host {
-            let (address, port) = split_host_port(host);
-            attributes.push(KeyValue::new("server.address", address.to_owned()));
-            if let Some(port) = port {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-        }
-        if let Some(peer) = request
+        let peer = request
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        {
-            attributes.push(KeyValue::new("client.address", peer.0.ip().to_string()));
-            attributes.push(KeyValue::new("client.port", i64::from(peer.0.port())));
-        }
-        if let Some(agent) = request
-            .headers()
+            .map(|info| info.0);
+        let agent = headers
             .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
-            attributes.push(KeyValue::new("user_agent.original", agent.to_owned()));
-        }
+            .and_then(|v| v.to_str().ok());
+        RECENT.with_borrow_mut(|recent| {
+            if let Some(host) = host {
+                let (address, port) = recent.host(host);
+                attributes.push(KeyValue::new("server.address", address));
+                if let Some(port) = port {
+                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+                }
+            }
+            if let Some(peer) = peer {
+                attributes.push(KeyValue::new("client.address", recent.client(peer.ip())));
+                attributes.push(KeyValue::new("client.port", i64::from(peer.port())));
+            }
+            if let Some(agent) = agent {
+                attributes.push(KeyValue::new(
+                    "user_agent.original",
+                    recent.user_agent(agent),
+                ));
+            }
+        });
         for (header, key) in &self.capture_headers {
-            let values: Vec<opentelemetry::StringValue> = request
-                .headers()
+            let values: Vec<opentelemetry::StringValue> = headers
                 .get_all(header)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
@@ -281,5 +401,25 @@ mod tests {
         assert_eq!(split_host_port("example.com"), ("example.com", None));
         assert_eq!(split_host_port("[::1]:3000"), ("::1", Some(3000)));
         assert_eq!(split_host_port("host:notaport"), ("host", None));
+    }
+
+    #[test]
+    fn recent_values_follow_the_request() {
+        let mut recent = RecentValues::default();
+        assert_eq!(
+            recent.host("example.com:8080"),
+            (Arc::from("example.com"), Some(8080))
+        );
+        assert_eq!(
+            recent.host("example.com:8080"),
+            (Arc::from("example.com"), Some(8080))
+        );
+        assert_eq!(recent.host("example.com"), (Arc::from("example.com"), None));
+        assert_eq!(recent.host("[::1]:3000"), (Arc::from("::1"), Some(3000)));
+        assert_eq!(&*recent.user_agent("curl/8"), "curl/8");
+        assert_eq!(&*recent.user_agent("curl/9"), "curl/9");
+        let local = IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(&*recent.client(local), "127.0.0.1");
+        assert_eq!(&*recent.client(IpAddr::from([10, 0, 0, 2])), "10.0.0.2");
     }
 }

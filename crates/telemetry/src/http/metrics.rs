@@ -54,11 +54,44 @@ impl HistogramCache {
     }
 }
 
+/// The request-duration histograms of one kept route, by packed (method, status) code,
+/// so that recording costs a read lock and a short scan instead of a registry lookup.
+#[derive(Debug, Default)]
+pub(crate) struct RouteDurations {
+    series: RwLock<Series>,
+}
+
+impl RouteDurations {
+    /// Records `elapsed` for `(route, method, status)`, registering the series on first use.
+    pub(crate) fn record(
+        &self,
+        route: &'static str,
+        method: usize,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let code = ((method as u32) << 16) | u32::from(status);
+        let value = elapsed.as_secs_f64();
+        if let Ok(series) = self.series.read()
+            && let Some((_, histogram)) = series.iter().find(|(c, _)| *c == code)
+        {
+            histogram.record(value);
+            return;
+        }
+        let histogram = duration_histogram(method, SharedString::const_str(route), status);
+        histogram.record(value);
+        if let Ok(mut series) = self.series.write() {
+            series.push((code, histogram));
+        }
+    }
+}
+
 /// Server-side RED metrics.
 #[derive(Debug)]
 pub(crate) struct ServerMetrics {
     active: Vec<Gauge>,
-    durations: HistogramCache,
+    /// Requests no route matched.
+    unmatched: RouteDurations,
 }
 
 impl ServerMetrics {
@@ -68,7 +101,7 @@ impl ServerMetrics {
                 .iter()
                 .map(|m| metrics::gauge!(standard::HTTP_SERVER_ACTIVE_REQUESTS, "method" => *m))
                 .collect(),
-            durations: HistogramCache::default(),
+            unmatched: RouteDurations::default(),
         }
     }
 
@@ -77,21 +110,23 @@ impl ServerMetrics {
         &self.active[method]
     }
 
-    pub(crate) fn record_duration(
+    /// Records the duration of a request no route matched.
+    pub(crate) fn record_unmatched(&self, method: usize, status: u16, elapsed: Duration) {
+        self.unmatched
+            .record(UNMATCHED_ROUTE, method, status, elapsed);
+    }
+
+    /// Records the duration of a request whose route is not kept (past the limit of kept
+    /// routes): a registry lookup per request.
+    pub(crate) fn record_uncached(
         &self,
         method: usize,
-        route: Option<&str>,
+        route: &str,
         status: u16,
         elapsed: Duration,
     ) {
-        self.durations.record(
-            standard::HTTP_SERVER_REQUEST_DURATION,
-            "route",
-            route.unwrap_or(UNMATCHED_ROUTE),
-            method,
-            status,
-            elapsed.as_secs_f64(),
-        );
+        duration_histogram(method, SharedString::from(route.to_owned()), status)
+            .record(elapsed.as_secs_f64());
     }
 
     /// Errors are rare, so they go through the registry instead of a cache.
@@ -104,6 +139,15 @@ impl ServerMetrics {
         )
         .increment(1);
     }
+}
+
+fn duration_histogram(method: usize, route: SharedString, status: u16) -> Histogram {
+    metrics::histogram!(
+        standard::HTTP_SERVER_REQUEST_DURATION,
+        "method" => METHODS[method],
+        "route" => route,
+        "status_code" => status_label(status),
+    )
 }
 
 /// The status code as a label; `0` (no response) and codes outside 100..=599 collapse into

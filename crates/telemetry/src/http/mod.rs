@@ -19,7 +19,9 @@ mod layer;
 mod metrics;
 mod service;
 
-use http::{HeaderMap, HeaderName, Method, Request};
+use std::cell::RefCell;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 pub use future::ResponseFuture;
 pub use layer::TelemetryLayer;
@@ -70,7 +72,10 @@ impl AsRef<str> for MatchedRoute {
 /// from the request body (a frame id, say) and wants it on the span every backend indexes.
 ///
 /// An axum extractor that never rejects: without the layer (or with telemetry disabled)
-/// setting attributes does nothing.
+/// setting attributes does nothing. It is the span of the request whose handler is running:
+/// the layer makes it current while it calls and polls the inner service (instead of
+/// storing a copy in every request's extensions), so extract it in the handler or in a
+/// middleware inside the layer, not in a task the handler spawned.
 ///
 /// ```
 /// use telemetry::http::ServerSpan;
@@ -84,7 +89,18 @@ impl AsRef<str> for MatchedRoute {
 #[derive(Debug, Clone, Default)]
 pub struct ServerSpan(pub(crate) Option<opentelemetry::Context>);
 
+thread_local! {
+    /// The context of the server span whose request is being handled on this thread.
+    static CURRENT_SERVER_SPAN: RefCell<Option<opentelemetry::Context>> = const { RefCell::new(None) };
+}
+
 impl ServerSpan {
+    /// The server span of the request being handled on this thread: empty outside the
+    /// layer's `call` and its response future's `poll`, or with telemetry disabled.
+    pub fn current() -> Self {
+        Self(CURRENT_SERVER_SPAN.with_borrow(Clone::clone))
+    }
+
     /// Sets an attribute on the request's server span.
     pub fn set_attribute(&self, attribute: opentelemetry::KeyValue) {
         use opentelemetry::trace::TraceContextExt as _;
@@ -99,6 +115,29 @@ impl ServerSpan {
     }
 }
 
+/// Makes a server span current on this thread until dropped; the previous one (a request
+/// handled inside another's handler) is current again afterwards.
+#[derive(Debug)]
+pub(crate) struct CurrentServerSpan {
+    previous: Option<opentelemetry::Context>,
+}
+
+impl CurrentServerSpan {
+    pub(crate) fn enter(cx: &opentelemetry::Context) -> Self {
+        Self {
+            previous: CURRENT_SERVER_SPAN.with(|current| current.replace(Some(cx.clone()))),
+        }
+    }
+}
+
+impl Drop for CurrentServerSpan {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        // The replaced context is dropped after the borrow ends.
+        let _ = CURRENT_SERVER_SPAN.try_with(|current| current.replace(previous));
+    }
+}
+
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServerSpan {
     type Rejection = std::convert::Infallible;
 
@@ -106,6 +145,11 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ServerSpan {
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
+        let current = Self::current();
+        if current.0.is_some() {
+            return Ok(current);
+        }
+        // A span put into the extensions by hand (tests, another layer) still works.
         Ok(parts
             .extensions
             .get::<ServerSpan>()
@@ -202,24 +246,46 @@ impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
     }
 }
 
+/// The `traceparent` request header, which carries the parent span context.
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The `baggage` request header.
+pub(crate) const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+/// The response header with the trace id alone.
+pub(crate) const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
+
+/// Length of a version-00 W3C `traceparent`: `00-{32 hex}-{16 hex}-{2 hex}`.
+pub(crate) const TRACEPARENT_LEN: usize = 55;
+
 /// Formats a W3C `traceparent` for a span context (hex by hand: this runs per request).
-pub(crate) fn traceparent(span_context: &opentelemetry::trace::SpanContext) -> String {
-    let mut out = String::with_capacity(55);
-    out.push_str("00-");
-    push_hex(&mut out, &span_context.trace_id().to_bytes());
-    out.push('-');
-    push_hex(&mut out, &span_context.span_id().to_bytes());
-    out.push('-');
-    push_hex(&mut out, &[span_context.trace_flags().to_u8()]);
+pub(crate) fn traceparent(
+    span_context: &opentelemetry::trace::SpanContext,
+) -> [u8; TRACEPARENT_LEN] {
+    let mut out = [b'-'; TRACEPARENT_LEN];
+    out[0] = b'0';
+    out[1] = b'0';
+    write_hex(&mut out[3..35], &span_context.trace_id().to_bytes());
+    write_hex(&mut out[36..52], &span_context.span_id().to_bytes());
+    write_hex(&mut out[53..55], &[span_context.trace_flags().to_u8()]);
     out
 }
 
-/// Lowercase hex of `bytes` appended to `out`.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+/// The `traceparent` and `x-trace-id` response header values of a span context. Both
+/// share one allocation: the trace id is bytes 3..35 of the traceparent.
+pub(crate) fn trace_response_headers(
+    span_context: &opentelemetry::trace::SpanContext,
+) -> Option<(HeaderValue, HeaderValue)> {
+    let bytes = bytes::Bytes::from_owner(traceparent(span_context));
+    let trace_id = HeaderValue::from_maybe_shared(bytes.slice(3..35)).ok()?;
+    let traceparent = HeaderValue::from_maybe_shared(bytes).ok()?;
+    Some((traceparent, trace_id))
+}
+
+/// Lowercase hex of `bytes` written to `out`, which is twice as long.
+pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
@@ -264,9 +330,78 @@ mod tests {
             TraceState::default(),
         );
         assert_eq!(
-            traceparent(&context),
+            &traceparent(&context),
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let (traceparent, trace_id) = trace_response_headers(&context).unwrap();
+        assert_eq!(
+            traceparent,
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
+        assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    /// A handler that extracts `ServerSpan` (also inside another request's handler) gets
+    /// its own request's server span, and what it sets there is exported.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_span_extracted_in_a_handler_is_its_requests_span() {
+        use axum::Router;
+        use axum::body::Body;
+        use axum::extract::Path;
+        use axum::routing::get;
+        use tower::Service as _;
+
+        let sink = otlp_sink::OtlpSink::start().await.unwrap();
+        let endpoint = sink.http_endpoint();
+        let config = crate::TelemetryConfig::from_lookup(|name| match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some(endpoint.clone()),
+            "OTEL_METRICS_EXPORTER" | "OTEL_LOGS_EXPORTER" => Some("none".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let telemetry =
+            crate::Telemetry::start(crate::service_info!(), config, crate::Globals::Skip).unwrap();
+        let inner = Router::new()
+            .route(
+                "/inner",
+                get(|span: ServerSpan| async move {
+                    span.set_attribute(opentelemetry::KeyValue::new("frame.id", "inner"));
+                    "inner"
+                }),
+            )
+            .layer(telemetry.http_layer());
+        let app = Router::new()
+            .route(
+                "/frames/{id}",
+                get(move |span: ServerSpan, Path(id): Path<String>| {
+                    let mut inner = inner.clone();
+                    async move {
+                        let request = Request::get("/inner").body(Body::empty()).unwrap();
+                        let _ = inner.call(request).await;
+                        // After the inner request, this handler's span is current again.
+                        assert!(ServerSpan::current().context().is_some());
+                        span.set_attribute(opentelemetry::KeyValue::new("frame.id", id));
+                        "ok"
+                    }
+                }),
+            )
+            .layer(telemetry.http_layer());
+        let request = Request::get("/frames/f-1").body(Body::empty()).unwrap();
+        let response = app.clone().call(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(ServerSpan::current().context().is_none());
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let spans = sink.spans();
+        let frame_id = |name: &str| {
+            let span = spans.iter().find(|s| s.name == name).unwrap();
+            span.str_attr("frame.id").map(str::to_owned)
+        };
+        assert_eq!(frame_id("GET /frames/{id}").as_deref(), Some("f-1"));
+        assert_eq!(frame_id("GET /inner").as_deref(), Some("inner"));
     }
 
     #[test]

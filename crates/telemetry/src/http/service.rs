@@ -9,7 +9,7 @@ use tower::Service;
 
 use crate::http::future::{RequestState, ResponseFuture};
 use crate::http::layer::LayerState;
-use crate::http::{RouteLabel, method_index};
+use crate::http::{CurrentServerSpan, RouteLabel, method_index};
 
 /// The service [`crate::http::TelemetryLayer`] wraps around a handler.
 #[derive(Debug, Clone)]
@@ -34,24 +34,20 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if self.state.excluded.contains(request.uri().path()) {
             return ResponseFuture::untracked(self.inner.call(request));
         }
         let start = Instant::now();
         let method = method_index(request.method());
-        let route = self.route.route(&request);
-        let cx = self
-            .state
-            .start_span(&request, method, route.as_ref().map(AsRef::as_ref));
+        let route = self.state.resolve_route(self.route.route(&request));
+        let cx = self.state.start_span(&request, method, &route);
         self.state.metrics.active(method).increment(1.0);
         let inner = match &cx {
             // Handlers that do work before their first await see the server span too.
             Some(cx) => {
-                request
-                    .extensions_mut()
-                    .insert(crate::http::ServerSpan(Some(cx.clone())));
                 let _attached = cx.clone().attach();
+                let _current = CurrentServerSpan::enter(cx);
                 self.inner.call(request)
             }
             None => self.inner.call(request),
