@@ -1,12 +1,17 @@
 //! The group-commit writer: one task owns appends to the store, so concurrent ingest
 //! requests share one durable transaction instead of paying one each.
 //!
-//! A request hands its events and a oneshot to the writer ([`IngestWriter::commit`]) and
-//! waits. The writer takes the first waiting job, then every job already queued (up to
-//! `max_events` events), lingers at most `max_wait` for more while below `max_events`,
-//! appends them all with one [`JourneyStore::append`] and answers every job with the same
-//! outcome. So a request is answered only after its events are committed, and a failed
-//! append fails every request in it: nothing is acknowledged that is not durable.
+//! A request prepares its events for the store ([`PreparedEvents`]: attributes as JSON,
+//! retention sizes, computed on the request's task, in parallel), hands them and a oneshot
+//! to the writer ([`IngestWriter::commit`]) and waits. The writer takes the first waiting
+//! job, then every job already queued (up to `max_events` events), lingers at most
+//! `max_wait` for more while below `max_events`, appends them all with one
+//! [`JourneyStore::append_prepared`] and answers every job with the same outcome. So a
+//! request is answered only after its events are committed, and a failed append fails
+//! every request in it: nothing is acknowledged that is not durable.
+//!
+//! The events are shared with the writer, not moved: the request drops them after its
+//! answer, so freeing them happens on the request's task too, off the writer's path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::TrackerMetrics;
 use crate::model::Event;
-use crate::store::{JourneyStore, StoreError};
+use crate::store::{JourneyStore, PreparedEvents, StoreError};
 
 /// How the writer batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +65,7 @@ pub struct WriterTask {
 
 #[derive(Debug)]
 struct Job {
-    events: Vec<Event>,
+    events: Arc<PreparedEvents>,
     reply: oneshot::Sender<Result<(), CommitError>>,
 }
 
@@ -100,13 +105,22 @@ impl IngestWriter {
             return Ok(());
         }
         let count = events.len() as u64;
+        let prepared = Arc::new(PreparedEvents::new(events));
         let (reply, answer) = oneshot::channel();
         self.queued_events.fetch_add(count, Ordering::Relaxed);
-        if self.jobs.send(Job { events, reply }).await.is_err() {
+        let job = Job {
+            events: Arc::clone(&prepared),
+            reply,
+        };
+        if self.jobs.send(job).await.is_err() {
             self.queued_events.fetch_sub(count, Ordering::Relaxed);
             return Err(CommitError::Stopped);
         }
-        answer.await.unwrap_or(Err(CommitError::Stopped))
+        let result = answer.await.unwrap_or(Err(CommitError::Stopped));
+        // The writer has let go of its share before answering, so the events are freed
+        // here, on this request's task.
+        drop(prepared);
+        result
     }
 
     /// Events handed to the writer and not yet appended (the ingest lag).
@@ -132,60 +146,69 @@ async fn run(
     queued_events: Arc<AtomicU64>,
 ) {
     let max_events = config.max_events.max(1);
-    let mut batch: Vec<Event> = Vec::new();
-    let mut replies: Vec<oneshot::Sender<Result<(), CommitError>>> = Vec::new();
+    let mut batch = Batch::default();
     while let Some(first) = receiver.recv().await {
-        add(&mut batch, &mut replies, first);
+        batch.add(first);
         // Everything already waiting joins this append.
-        while batch.len() < max_events {
+        while batch.events < max_events {
             match receiver.try_recv() {
-                Ok(job) => add(&mut batch, &mut replies, job),
+                Ok(job) => batch.add(job),
                 Err(_) => break,
             }
         }
         // Then linger briefly for concurrent requests about to arrive.
-        if batch.len() < max_events && !config.max_wait.is_zero() {
+        if batch.events < max_events && !config.max_wait.is_zero() {
             let deadline = tokio::time::Instant::now() + config.max_wait;
-            while batch.len() < max_events {
+            while batch.events < max_events {
                 match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                    Ok(Some(job)) => add(&mut batch, &mut replies, job),
+                    Ok(Some(job)) => batch.add(job),
                     Ok(None) | Err(_) => break,
                 }
             }
         }
-        let result = append(store.as_ref(), &batch, &metrics).await;
-        let appended = batch.len() as u64;
+        let result = append(store.as_ref(), &batch.parts, batch.events, &metrics).await;
+        let appended = batch.events as u64;
         let left = queued_events
             .fetch_sub(appended, Ordering::Relaxed)
             .saturating_sub(appended);
         metrics.set_queue_events(left);
-        for reply in replies.drain(..) {
+        // Let go of the events before answering, so that each request frees its own.
+        batch.parts.clear();
+        batch.events = 0;
+        for reply in batch.replies.drain(..) {
             // A request that gave up (client disconnected) no longer listens.
             let _ = reply.send(result.clone());
         }
-        batch.clear();
     }
 }
 
-fn add(
-    batch: &mut Vec<Event>,
-    replies: &mut Vec<oneshot::Sender<Result<(), CommitError>>>,
-    job: Job,
-) {
-    batch.extend(job.events);
-    replies.push(job.reply);
+/// The jobs of one append.
+#[derive(Default)]
+struct Batch {
+    parts: Vec<Arc<PreparedEvents>>,
+    replies: Vec<oneshot::Sender<Result<(), CommitError>>>,
+    events: usize,
+}
+
+impl Batch {
+    fn add(&mut self, job: Job) {
+        self.events += job.events.len();
+        self.parts.push(job.events);
+        self.replies.push(job.reply);
+    }
 }
 
 async fn append(
     store: &dyn JourneyStore,
-    batch: &[Event],
+    parts: &[Arc<PreparedEvents>],
+    events: usize,
     metrics: &TrackerMetrics,
 ) -> Result<(), CommitError> {
     let started = Instant::now();
-    match store.append(batch).await {
+    match store.append_prepared(parts).await {
         Ok(outcome) => {
             metrics.append(
-                batch.len(),
+                events,
                 started.elapsed(),
                 outcome.inserted,
                 outcome.duplicates,
@@ -193,11 +216,11 @@ async fn append(
             Ok(())
         }
         Err(StoreError::Unavailable(error)) => {
-            tracing::warn!(error = %error, events = batch.len(), "store unavailable; batch not committed");
+            tracing::warn!(error = %error, events, "store unavailable; batch not committed");
             Err(CommitError::Unavailable(error.to_string()))
         }
         Err(error) => {
-            tracing::error!(error = %error, events = batch.len(), "store append failed; batch not committed");
+            tracing::error!(error = %error, events, "store append failed; batch not committed");
             Err(CommitError::Failed(error.to_string()))
         }
     }

@@ -23,18 +23,32 @@ pub(crate) struct Migration {
 }
 
 /// The SQLite migrations.
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "event_log",
-    sql: include_str!("../../migrations/sqlite/0001_event_log.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event_log",
+        sql: include_str!("../../migrations/sqlite/0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "leaner_event_indexes",
+        sql: include_str!("../../migrations/sqlite/0002_leaner_event_indexes.sql"),
+    },
+];
 
 /// The PostgreSQL migrations.
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "event_log",
-    sql: include_str!("../../migrations/postgres/0001_event_log.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event_log",
+        sql: include_str!("../../migrations/postgres/0001_event_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "leaner_event_indexes",
+        sql: include_str!("../../migrations/postgres/0002_leaner_event_indexes.sql"),
+    },
+];
 
 /// The advisory lock key PostgreSQL migrations hold (an arbitrary constant: "trkmigr").
 const POSTGRES_LOCK_KEY: i64 = 0x74726b_6d696772;

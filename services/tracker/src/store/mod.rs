@@ -54,9 +54,10 @@
 //! Retention: [`Retention::max_bytes`] bounds the log's estimated size, each event counted as
 //! its variable-length fields plus a fixed overhead for its row and index entries (about
 //! what it occupies on disk), so it does not depend on when the database reclaims space.
-//! Deletion goes oldest first (by end time for age, by position for count and size), in
-//! transactions of at most [`RETENTION_CHUNK`] events, each fixing the projections of the
-//! frames it touched.
+//! Deletion goes oldest first (for age: the events that ended before the cutoff, taken
+//! frame by frame in order of first seen, since such an event's frame was first seen
+//! before the cutoff too; for count and size: by position), in transactions of at most
+//! [`RETENTION_CHUNK`] events, each fixing the projections of the frames it touched.
 
 mod migrate;
 mod postgres;
@@ -82,6 +83,21 @@ pub trait JourneyStore: Send + Sync + 'static {
     /// Appends a batch durably; events whose id is already stored are skipped.
     async fn append(&self, events: &[Event]) -> Result<AppendOutcome, StoreError>;
 
+    /// Appends the events of several ingest requests as one transaction, exactly as
+    /// [`append`](JourneyStore::append) of all of them in order would. The group-commit
+    /// writer uses this: the requests prepared their events in parallel and share them,
+    /// so the single writer neither copies them nor serializes their attributes.
+    async fn append_prepared(
+        &self,
+        batches: &[Arc<PreparedEvents>],
+    ) -> Result<AppendOutcome, StoreError> {
+        let events: Vec<Event> = batches
+            .iter()
+            .flat_map(|batch| batch.events().iter().cloned())
+            .collect();
+        self.append(&events).await
+    }
+
     /// A frame's events ordered by start time (then position); empty when unknown.
     async fn journey(&self, frame_id: &FrameId) -> Result<Vec<StoredEvent>, StoreError>;
 
@@ -99,6 +115,81 @@ pub trait JourneyStore: Send + Sync + 'static {
 
     /// What the store holds; an error means the store is unreachable.
     async fn status(&self) -> Result<StoreStatus, StoreError>;
+}
+
+/// A request's events together with what every backend stores for each besides the
+/// event itself (its attributes as JSON and the size it counts for in retention),
+/// computed once when the request is handled rather than on the single writer.
+///
+/// ```
+/// use tracker::store::PreparedEvents;
+///
+/// let prepared = PreparedEvents::new(Vec::new());
+/// assert!(prepared.is_empty());
+/// ```
+#[derive(Debug)]
+pub struct PreparedEvents {
+    events: Vec<Event>,
+    stored: Vec<StoredForm>,
+}
+
+/// What a backend writes for an event besides its fields.
+#[derive(Debug)]
+struct StoredForm {
+    attributes: Option<String>,
+    size: i64,
+}
+
+/// One event of a [`PreparedEvents`] with its stored form.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PreparedRow<'a> {
+    pub(crate) event: &'a Event,
+    /// The attributes as stored: JSON, `None` when there are none.
+    pub(crate) attributes: Option<&'a str>,
+    /// What the event counts for against [`Retention::max_bytes`].
+    pub(crate) size: i64,
+}
+
+impl PreparedEvents {
+    /// Computes the stored form of `events`.
+    pub fn new(events: Vec<Event>) -> PreparedEvents {
+        let stored = events
+            .iter()
+            .map(|event| {
+                let attributes = projection::attributes_json(event);
+                let size = projection::event_size(event, attributes.as_deref());
+                StoredForm { attributes, size }
+            })
+            .collect();
+        PreparedEvents { events, stored }
+    }
+
+    /// The events, in the order they were given.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events with their stored form, in order.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = PreparedRow<'_>> {
+        self.events
+            .iter()
+            .zip(&self.stored)
+            .map(|(event, stored)| PreparedRow {
+                event,
+                attributes: stored.attributes.as_deref(),
+                size: stored.size,
+            })
+    }
 }
 
 /// How much history to keep; enforced in the background.

@@ -28,12 +28,13 @@ use crate::model::{
 };
 use crate::store::migrate::describe_postgres;
 use crate::store::projection::{
-    CameraRow, EventRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt, dedup,
+    CameraRow, EventRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt,
     event_size, status_code,
 };
 use crate::store::sqlite::page;
 use crate::store::{
-    RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus, cutoff_unix_nanos,
+    PreparedEvents, PreparedRow, RETENTION_CHUNK, Retention, RetentionOutcome, StoreError,
+    StoreStatus, cutoff_unix_nanos,
 };
 
 /// Connections open at most.
@@ -242,8 +243,37 @@ impl crate::store::JourneyStore for PostgresStore {
         if events.is_empty() {
             return Ok(AppendOutcome::default());
         }
+        let stored: Vec<(Option<String>, i64)> = events
+            .iter()
+            .map(|event| {
+                let attributes = attributes_json(event);
+                let size = event_size(event, attributes.as_deref());
+                (attributes, size)
+            })
+            .collect();
+        let rows: Vec<PreparedRow<'_>> = events
+            .iter()
+            .zip(&stored)
+            .map(|(event, (attributes, size))| PreparedRow {
+                event,
+                attributes: attributes.as_deref(),
+                size: *size,
+            })
+            .collect();
         let mut pooled = self.pool.get().await?;
-        append(&mut pooled, events).await
+        append(&mut pooled, &rows).await
+    }
+
+    async fn append_prepared(
+        &self,
+        batches: &[Arc<PreparedEvents>],
+    ) -> Result<AppendOutcome, StoreError> {
+        let rows: Vec<PreparedRow<'_>> = batches.iter().flat_map(|batch| batch.rows()).collect();
+        if rows.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let mut pooled = self.pool.get().await?;
+        append(&mut pooled, &rows).await
     }
 
     async fn journey(&self, frame_id: &FrameId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -402,18 +432,24 @@ async fn lock_counters(
     })
 }
 
-async fn append(pooled: &mut Pooled, events: &[Event]) -> Result<AppendOutcome, StoreError> {
-    let (unique, _repeats) = dedup(events);
+async fn append(
+    pooled: &mut Pooled,
+    batch: &[PreparedRow<'_>],
+) -> Result<AppendOutcome, StoreError> {
+    // The first occurrence of every (event id, frame): one statement may not insert a key
+    // twice.
+    let mut seen = HashSet::with_capacity(batch.len());
+    let (unique, prepared): (Vec<&Event>, Vec<&PreparedRow<'_>>) = batch
+        .iter()
+        .filter(|row| seen.insert((row.event.event_id, row.event.frame_id)))
+        .map(|row| (row.event, row))
+        .unzip();
     let Connection { client, statements } = &mut **pooled;
     let transaction = client.transaction().await.map_err(postgres_error)?;
     lock_counters(statements, &transaction).await?;
 
-    let attributes: Vec<Option<String>> = unique.iter().map(|e| attributes_json(e)).collect();
-    let sizes: Vec<i64> = unique
-        .iter()
-        .zip(&attributes)
-        .map(|(event, attributes)| event_size(event, attributes.as_deref()))
-        .collect();
+    let attributes: Vec<Option<&str>> = prepared.iter().map(|row| row.attributes).collect();
+    let sizes: Vec<i64> = prepared.iter().map(|row| row.size).collect();
     let event_ids: Vec<Vec<u8>> = unique
         .iter()
         .map(|e| e.event_id.to_bytes().to_vec())
@@ -523,7 +559,7 @@ async fn append(pooled: &mut Pooled, events: &[Event]) -> Result<AppendOutcome, 
     let inserted_count = inserted_count as u64;
     Ok(AppendOutcome {
         inserted: inserted_count,
-        duplicates: events.len() as u64 - inserted_count,
+        duplicates: batch.len() as u64 - inserted_count,
     })
 }
 
@@ -788,11 +824,17 @@ async fn retention_chunk(
                   RETURNING frame_id, size_bytes";
     let mut deleted: Vec<Row> = Vec::new();
     if let Some(cutoff) = cutoff {
+        // Old events are found through their frames: an event that ended before the
+        // cutoff started before it, so its frame was first seen before it (see the SQLite
+        // backend, which does the same).
         let delete = statement(
             statements,
             &transaction,
             "DELETE FROM events WHERE position IN
-                 (SELECT position FROM events WHERE end_ns < $1 ORDER BY end_ns LIMIT $2)
+                 (SELECT events.position FROM frames
+                      JOIN events ON events.frame_id = frames.frame_id
+                  WHERE frames.first_seen < $1 AND events.end_ns < $1
+                  ORDER BY frames.first_seen, frames.frame_id LIMIT $2)
              RETURNING frame_id, size_bytes",
         )
         .await?;

@@ -172,18 +172,6 @@ pub(crate) fn event_size(event: &Event, attributes: Option<&str>) -> i64 {
     EVENT_FIXED_BYTES + i64::try_from(variable).unwrap_or(i64::MAX / 2)
 }
 
-/// The first occurrence of every (event id, frame) in `events`, and how many repeats were
-/// dropped.
-pub(crate) fn dedup(events: &[Event]) -> (Vec<&Event>, u64) {
-    let mut seen = std::collections::HashSet::with_capacity(events.len());
-    let unique: Vec<&Event> = events
-        .iter()
-        .filter(|event| seen.insert((event.event_id, event.frame_id)))
-        .collect();
-    let repeats = (events.len() - unique.len()) as u64;
-    (unique, repeats)
-}
-
 impl FrameRow {
     /// A frame seen first in `event`.
     pub(crate) fn from_event(event: &Event) -> FrameRow {

@@ -8,14 +8,26 @@
 //! `fsync` per batch rather than per event (batches of hundreds to thousands of events
 //! amortise it).
 //!
+//! Checkpoints (copying the WAL back into the database file, with two more `fsync`s) run
+//! on a thread of their own with its own connection, woken after appends, so the writer
+//! does not stop for them; the writer only checkpoints itself when the WAL has grown past
+//! [`WRITER_CHECKPOINT_PAGES`] because the background thread cannot keep up. Checkpoints
+//! only move committed data, so they do not change what a commit guarantees.
+//!
 //! Concurrency: appends and retention passes take the writer connection (a mutex), one at
 //! a time. Queries use their own connections: WAL lets readers see the last committed
 //! state while a write is in progress, so a long batch never delays a journey lookup.
+//!
+//! Layout (see `migrations/sqlite/`): frames have an integer key in order of first
+//! sight, and events carry that key instead of the frame id text, so the log's unique
+//! (frame key, event id) index stays small; a journey resolves the key through
+//! `frames_by_id` first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use frame_tracking::FrameId;
@@ -26,11 +38,11 @@ use crate::model::{
     FrameSummary, StoredEvent,
 };
 use crate::store::projection::{
-    CameraRow, EventRow, FrameRow, Histogram, apply_frame_change, attributes_json, corrupt, dedup,
-    event_size, status_code,
+    CameraRow, EventRow, FrameRow, Histogram, apply_frame_change, corrupt, status_code,
 };
 use crate::store::{
-    RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus, cutoff_unix_nanos,
+    PreparedEvents, RETENTION_CHUNK, Retention, RetentionOutcome, StoreError, StoreStatus,
+    cutoff_unix_nanos,
 };
 
 /// Reader connections kept open between queries (more are opened under load, then closed).
@@ -44,7 +56,20 @@ const EVENT_COLUMNS: &str = "position, event_id, service, stage, start_ns, end_n
                              error_message, parent_span_id, camera_id, attributes";
 
 /// The frame columns every read selects, in the order [`decode_frame`] expects.
-const FRAME_COLUMNS: &str = "frame_id, camera_id, first_seen, last_seen, events, errors, stages";
+const FRAME_COLUMNS: &str =
+    "frame_key, frame_id, camera_id, first_seen, last_seen, events, errors, stages";
+
+/// WAL size (pages) at which the writer checkpoints by itself (SQLite's autocheckpoint):
+/// 128 MiB with 4 KiB pages. Normally the checkpoint thread has copied most of the WAL
+/// already, so this only bounds the WAL when that thread falls behind, and lets the WAL
+/// start over from its beginning under sustained load (it can only restart once every
+/// frame in it has been copied, which a concurrent checkpoint rarely finishes between two
+/// commits).
+const WRITER_CHECKPOINT_PAGES: i64 = 32_768;
+
+/// The least time between two background checkpoints: each copies every page changed
+/// since the last, so running them less often copies often-changed pages fewer times.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// A [`JourneyStore`] in one SQLite file.
 #[derive(Debug, Clone)]
@@ -57,6 +82,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Wakes the checkpoint thread; dropping it (with the store) stops the thread.
+    checkpoints: SyncSender<()>,
 }
 
 impl SqliteStore {
@@ -82,24 +109,36 @@ impl SqliteStore {
             )));
         }
         writer
-            .execute_batch(
+            .execute_batch(&format!(
                 "PRAGMA synchronous = FULL;
                  PRAGMA cache_size = -131072;
                  PRAGMA temp_store = MEMORY;
-                 PRAGMA wal_autocheckpoint = 8192;
+                 PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};
                  PRAGMA journal_size_limit = 67108864;
-                 PRAGMA mmap_size = 268435456;",
-            )
+                 PRAGMA mmap_size = 268435456;"
+            ))
             .map_err(open)?;
         writer.set_prepared_statement_cache_capacity(32);
         crate::store::migrate::sqlite(&mut writer)?;
+        let checkpoints = spawn_checkpointer(path).map_err(open)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                checkpoints,
             }),
         })
+    }
+
+    /// Asks the checkpoint thread to run (it coalesces requests and rests between runs).
+    fn request_checkpoint(&self) {
+        match self.inner.checkpoints.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) => {}
+            Err(TrySendError::Disconnected(())) => {
+                tracing::warn!("the SQLite checkpoint thread has stopped");
+            }
+        }
     }
 
     /// Runs `work` on the writer connection, on a blocking thread.
@@ -152,9 +191,23 @@ impl crate::store::JourneyStore for SqliteStore {
         if events.is_empty() {
             return Ok(AppendOutcome::default());
         }
-        let events = events.to_vec();
-        self.write(move |connection| append(connection, &events))
-            .await
+        let prepared = Arc::new(PreparedEvents::new(events.to_vec()));
+        self.append_prepared(&[prepared]).await
+    }
+
+    async fn append_prepared(
+        &self,
+        batches: &[Arc<PreparedEvents>],
+    ) -> Result<AppendOutcome, StoreError> {
+        if batches.iter().all(|batch| batch.is_empty()) {
+            return Ok(AppendOutcome::default());
+        }
+        let batches = batches.to_vec();
+        let outcome = self
+            .write(move |connection| append(connection, &batches))
+            .await?;
+        self.request_checkpoint();
+        Ok(outcome)
     }
 
     async fn journey(&self, frame_id: &FrameId) -> Result<Vec<StoredEvent>, StoreError> {
@@ -167,7 +220,7 @@ impl crate::store::JourneyStore for SqliteStore {
         let frame_id = *frame_id;
         self.read(move |connection| {
             load_frame(connection, frame_id.as_str())?
-                .map(|frame| frame.summary())
+                .map(|(_, frame)| frame.summary())
                 .transpose()
         })
         .await
@@ -202,6 +255,7 @@ impl crate::store::JourneyStore for SqliteStore {
             if chunk.events_deleted == 0 {
                 return Ok(outcome);
             }
+            self.request_checkpoint();
         }
     }
 
@@ -231,6 +285,59 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(connection)
 }
 
+/// Starts the checkpoint thread on a connection of its own; it runs a `PASSIVE` checkpoint
+/// (which never waits for the writer or readers) whenever asked, at most once per
+/// [`CHECKPOINT_INTERVAL`], and stops when the sender is dropped.
+fn spawn_checkpointer(path: &Path) -> Result<SyncSender<()>, rusqlite::Error> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    // The checkpointing connection's `synchronous` decides the syncs around the copy.
+    connection.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA journal_size_limit = 67108864;",
+    )?;
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".to_owned())
+        .spawn(move || checkpoint_loop(&connection, &receiver));
+    if let Err(error) = spawned {
+        // Without the thread the writer's own checkpoints still bound the WAL.
+        tracing::warn!(error = %error, "cannot start the SQLite checkpoint thread");
+    }
+    Ok(sender)
+}
+
+fn checkpoint_loop(connection: &Connection, requests: &Receiver<()>) {
+    let mut last: Option<Instant> = None;
+    while requests.recv().is_ok() {
+        // Rest until the interval since the last run is over, still noticing a store
+        // that is being closed.
+        if let Some(last) = last {
+            let deadline = last + CHECKPOINT_INTERVAL;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match requests.recv_timeout(left) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        }
+        let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match result {
+            Ok((wal_pages, copied)) => {
+                tracing::trace!(wal_pages, copied, "background checkpoint");
+            }
+            Err(error) => tracing::warn!(error = %error, "background checkpoint failed"),
+        }
+        last = Some(Instant::now());
+    }
+}
+
 /// Maps a SQLite error: locks held too long and files that cannot be opened are
 /// [`StoreError::Unavailable`], the rest [`StoreError::Failed`].
 fn sqlite_error(error: rusqlite::Error) -> StoreError {
@@ -244,35 +351,73 @@ fn sqlite_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-fn append(connection: &mut Connection, events: &[Event]) -> Result<AppendOutcome, StoreError> {
-    let (unique, repeats) = dedup(events);
+/// A frame an append touches: its key, its summary before, the events of this append
+/// that were stored.
+struct FrameSlot<'a> {
+    key: i64,
+    old: Option<FrameRow>,
+    inserted: Vec<&'a Event>,
+}
+
+fn append(
+    connection: &mut Connection,
+    batches: &[Arc<PreparedEvents>],
+) -> Result<AppendOutcome, StoreError> {
+    let total: u64 = batches.iter().map(|batch| batch.len() as u64).sum();
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_error)?;
     let counters = load_counters(&transaction)?;
+
+    // Every frame of the batch with its key: the stored one, or the next free one for a
+    // frame seen for the first time.
+    let mut slots: HashMap<&str, FrameSlot<'_>> = HashMap::new();
+    let mut next_key: Option<i64> = None;
+    for event in batches.iter().flat_map(|batch| batch.events()) {
+        let frame_id = event.frame_id.as_str();
+        if slots.contains_key(frame_id) {
+            continue;
+        }
+        let (key, old) = match load_frame(&transaction, frame_id)? {
+            Some((key, old)) => (key, Some(old)),
+            None => {
+                let key = match next_key {
+                    Some(key) => key,
+                    None => max_frame_key(&transaction)? + 1,
+                };
+                next_key = Some(key + 1);
+                (key, None)
+            }
+        };
+        let inserted = Vec::new();
+        slots.insert(frame_id, FrameSlot { key, old, inserted });
+    }
+
+    // The events, in the order given, so that positions follow it.
     let mut position = counters.last_position;
     let mut bytes = 0;
-    let mut inserted: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     let mut inserted_count = 0u64;
     {
         let mut insert = transaction
             .prepare_cached(
-                "INSERT INTO events (position, event_id, frame_id, service, stage, start_ns,
+                "INSERT INTO events (position, event_id, frame_key, service, stage, start_ns,
                      end_ns, status, error_message, parent_span_id, camera_id, attributes,
                      size_bytes)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (frame_id, event_id) DO NOTHING",
+                 ON CONFLICT (frame_key, event_id) DO NOTHING",
             )
             .map_err(sqlite_error)?;
-        for event in unique {
-            let attributes = attributes_json(event);
-            let size = event_size(event, attributes.as_deref());
+        for row in batches.iter().flat_map(|batch| batch.rows()) {
+            let event = row.event;
+            let Some(slot) = slots.get_mut(event.frame_id.as_str()) else {
+                return Err(corrupt("an event of a frame not looked up".to_owned()));
+            };
             let parent = event.parent_span_id.map(|id| id.to_bytes());
             let changed = insert
                 .execute(params![
                     position + 1,
                     &event.event_id.to_bytes()[..],
-                    event.frame_id.as_str(),
+                    slot.key,
                     event.service,
                     event.stage,
                     event.start_unix_nanos,
@@ -281,46 +426,50 @@ fn append(connection: &mut Connection, events: &[Event]) -> Result<AppendOutcome
                     event.error_message,
                     parent.as_ref().map(|bytes| &bytes[..]),
                     event.camera_id,
-                    attributes,
-                    size,
+                    row.attributes,
+                    row.size,
                 ])
                 .map_err(sqlite_error)?;
             if changed == 1 {
                 position += 1;
-                bytes += size;
+                bytes += row.size;
                 inserted_count += 1;
-                inserted
-                    .entry(event.frame_id.as_str())
-                    .or_default()
-                    .push(event);
+                slot.inserted.push(event);
             }
         }
     }
 
-    // The projections: merge the new events into their frames, then move each frame's
+    // The projections: merge the new events into their frames (in frame id order, which
+    // is roughly the order of the frames' index entries), then move each frame's
     // contribution to its camera from the old row to the new one.
-    let mut changes = Vec::with_capacity(inserted.len());
-    for (frame_id, frame_events) in &inserted {
-        let old = load_frame(&transaction, frame_id)?;
-        let new = match &old {
+    let mut touched: Vec<(&str, FrameSlot<'_>)> = slots
+        .into_iter()
+        .filter(|(_, slot)| !slot.inserted.is_empty())
+        .collect();
+    touched.sort_unstable_by_key(|(frame_id, _)| *frame_id);
+    let mut changes = Vec::with_capacity(touched.len());
+    let mut keys = Vec::with_capacity(touched.len());
+    for (_, slot) in touched {
+        let new = match &slot.old {
             Some(old) => {
                 let mut new = old.clone();
-                frame_events.iter().for_each(|event| new.add(event));
+                slot.inserted.iter().for_each(|event| new.add(event));
                 new
             }
-            None => FrameRow::from_events(frame_events.iter().copied())
+            None => FrameRow::from_events(slot.inserted.iter().copied())
                 .ok_or_else(|| corrupt("a frame without events".to_owned()))?,
         };
-        changes.push((old, Some(new)));
+        changes.push((slot.old, Some(new)));
+        keys.push(slot.key);
     }
     let new_frames = changes.iter().filter(|(old, _)| old.is_none()).count() as i64;
     let mut cameras = load_cameras_for(&transaction, &changes)?;
     for (old, new) in &changes {
         apply_frame_change(&mut cameras, old.as_ref(), new.as_ref());
     }
-    for (_, new) in &changes {
+    for ((old, new), key) in changes.iter().zip(&keys) {
         if let Some(new) = new {
-            save_frame(&transaction, new)?;
+            save_frame(&transaction, *key, old.as_ref(), new)?;
         }
     }
     for camera in cameras.values() {
@@ -338,18 +487,50 @@ fn append(connection: &mut Connection, events: &[Event]) -> Result<AppendOutcome
     transaction.commit().map_err(sqlite_error)?;
     Ok(AppendOutcome {
         inserted: inserted_count,
-        duplicates: repeats + (events.len() as u64 - repeats - inserted_count),
+        duplicates: total - inserted_count,
     })
+}
+
+/// The largest frame key in use, 0 when there are no frames.
+fn max_frame_key(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .prepare_cached("SELECT coalesce(max(frame_key), 0) FROM frames")
+        .and_then(|mut select| select.query_row([], |row| row.get(0)))
+        .map_err(sqlite_error)
 }
 
 fn journey(connection: &Connection, frame_id: &FrameId) -> Result<Vec<StoredEvent>, StoreError> {
     let mut select = connection
         .prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE frame_id = ?1
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE frame_key = (SELECT frame_key FROM frames WHERE frame_id = ?1)
              ORDER BY start_ns, position"
         ))
         .map_err(sqlite_error)?;
-    let mut rows = select.query([frame_id.as_str()]).map_err(sqlite_error)?;
+    let rows = select.query([frame_id.as_str()]).map_err(sqlite_error)?;
+    decode_events(rows, frame_id)
+}
+
+/// The events of the frame with `key` (whose id is `frame_id`), as [`journey`] orders them.
+fn journey_by_key(
+    connection: &Connection,
+    key: i64,
+    frame_id: &FrameId,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut select = connection
+        .prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE frame_key = ?1
+             ORDER BY start_ns, position"
+        ))
+        .map_err(sqlite_error)?;
+    let rows = select.query([key]).map_err(sqlite_error)?;
+    decode_events(rows, frame_id)
+}
+
+fn decode_events(
+    mut rows: rusqlite::Rows<'_>,
+    frame_id: &FrameId,
+) -> Result<Vec<StoredEvent>, StoreError> {
     let mut events = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
         events.push(decode_event(row, frame_id)?);
@@ -375,21 +556,26 @@ fn decode_event(row: &Row<'_>, frame_id: &FrameId) -> Result<StoredEvent, StoreE
     .decode(*frame_id)
 }
 
-fn decode_frame(row: &Row<'_>) -> Result<FrameRow, StoreError> {
+/// A frame's key and summary from a row of [`FRAME_COLUMNS`].
+fn decode_frame(row: &Row<'_>) -> Result<(i64, FrameRow), StoreError> {
     let get = |error: rusqlite::Error| sqlite_error(error);
-    let stages: String = row.get(6).map_err(get)?;
-    Ok(FrameRow {
-        frame_id: row.get(0).map_err(get)?,
-        camera_id: row.get(1).map_err(get)?,
-        first_seen: row.get(2).map_err(get)?,
-        last_seen: row.get(3).map_err(get)?,
-        events: row.get(4).map_err(get)?,
-        errors: row.get(5).map_err(get)?,
+    let stages: String = row.get(7).map_err(get)?;
+    let frame = FrameRow {
+        frame_id: row.get(1).map_err(get)?,
+        camera_id: row.get(2).map_err(get)?,
+        first_seen: row.get(3).map_err(get)?,
+        last_seen: row.get(4).map_err(get)?,
+        events: row.get(5).map_err(get)?,
+        errors: row.get(6).map_err(get)?,
         stages: FrameRow::parse_stages(&stages)?,
-    })
+    };
+    Ok((row.get(0).map_err(get)?, frame))
 }
 
-fn load_frame(connection: &Connection, frame_id: &str) -> Result<Option<FrameRow>, StoreError> {
+fn load_frame(
+    connection: &Connection,
+    frame_id: &str,
+) -> Result<Option<(i64, FrameRow)>, StoreError> {
     let mut select = connection
         .prepare_cached(&format!(
             "SELECT {FRAME_COLUMNS} FROM frames WHERE frame_id = ?1"
@@ -402,30 +588,85 @@ fn load_frame(connection: &Connection, frame_id: &str) -> Result<Option<FrameRow
     }
 }
 
-fn save_frame(connection: &Connection, frame: &FrameRow) -> Result<(), StoreError> {
-    connection
-        .prepare_cached(
-            "INSERT INTO frames (frame_id, camera_id, first_seen, last_seen, duration, events,
-                 errors, stages)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (frame_id) DO UPDATE SET camera_id = excluded.camera_id,
-                 first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-                 duration = excluded.duration, events = excluded.events,
-                 errors = excluded.errors, stages = excluded.stages",
-        )
-        .and_then(|mut upsert| {
-            upsert.execute(params![
-                frame.frame_id,
-                frame.camera_id,
-                frame.first_seen,
-                frame.last_seen,
-                frame.duration(),
-                frame.events,
-                frame.errors,
-                frame.stages_json(),
-            ])
-        })
+fn load_frame_by_key(connection: &Connection, key: i64) -> Result<Option<FrameRow>, StoreError> {
+    let mut select = connection
+        .prepare_cached(&format!(
+            "SELECT {FRAME_COLUMNS} FROM frames WHERE frame_key = ?1"
+        ))
         .map_err(sqlite_error)?;
+    let mut rows = select.query([key]).map_err(sqlite_error)?;
+    match rows.next().map_err(sqlite_error)? {
+        Some(row) => decode_frame(row).map(|(_, frame)| Some(frame)),
+        None => Ok(None),
+    }
+}
+
+/// Writes a frame's new summary: an insert for a new frame, else an update that leaves
+/// the frame's index entries alone unless first seen or the camera changed.
+fn save_frame(
+    connection: &Connection,
+    key: i64,
+    old: Option<&FrameRow>,
+    new: &FrameRow,
+) -> Result<(), StoreError> {
+    let result = match old {
+        None => connection
+            .prepare_cached(
+                "INSERT INTO frames (frame_key, frame_id, camera_id, first_seen, last_seen,
+                     duration, events, errors, stages)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    key,
+                    new.frame_id,
+                    new.camera_id,
+                    new.first_seen,
+                    new.last_seen,
+                    new.duration(),
+                    new.events,
+                    new.errors,
+                    new.stages_json(),
+                ])
+            }),
+        Some(old) if old.first_seen == new.first_seen && old.camera_id == new.camera_id => {
+            connection
+                .prepare_cached(
+                    "UPDATE frames SET last_seen = ?2, duration = ?3, events = ?4,
+                         errors = ?5, stages = ?6
+                     WHERE frame_key = ?1",
+                )
+                .and_then(|mut update| {
+                    update.execute(params![
+                        key,
+                        new.last_seen,
+                        new.duration(),
+                        new.events,
+                        new.errors,
+                        new.stages_json(),
+                    ])
+                })
+        }
+        Some(_) => connection
+            .prepare_cached(
+                "UPDATE frames SET camera_id = ?2, first_seen = ?3, last_seen = ?4,
+                     duration = ?5, events = ?6, errors = ?7, stages = ?8
+                 WHERE frame_key = ?1",
+            )
+            .and_then(|mut update| {
+                update.execute(params![
+                    key,
+                    new.camera_id,
+                    new.first_seen,
+                    new.last_seen,
+                    new.duration(),
+                    new.events,
+                    new.errors,
+                    new.stages_json(),
+                ])
+            }),
+    };
+    result.map_err(sqlite_error)?;
     Ok(())
 }
 
@@ -592,7 +833,7 @@ fn search_frames(connection: &Connection, query: &FrameQuery) -> Result<FramePag
         .map_err(sqlite_error)?;
     let mut frames = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
-        frames.push(decode_frame(row)?);
+        frames.push(decode_frame(row)?.1);
     }
     page(frames, query.limit)
 }
@@ -637,6 +878,12 @@ fn status(connection: &Connection) -> Result<StoreStatus, StoreError> {
 
 /// Deletes up to [`RETENTION_CHUNK`] events beyond the policy in one transaction and fixes
 /// the projections of their frames. Age goes first, then count, then size.
+///
+/// Age finds old events through their frames: an event that ended before the cutoff
+/// started before it, so its frame was first seen before it. Frames are taken oldest first
+/// along `frames_by_recent`, and only their events that ended before the cutoff are
+/// deleted; a frame whose events all end later is skipped (its events are read, which
+/// stays cheap as long as few frames straddle the cutoff).
 fn retention_chunk(
     connection: &mut Connection,
     retention: &Retention,
@@ -647,23 +894,27 @@ fn retention_chunk(
         .map_err(sqlite_error)?;
     let counters = load_counters(&transaction)?;
     let chunk = RETENTION_CHUNK as i64;
-    let mut deleted: Vec<(String, i64)> = Vec::new();
+    let mut deleted: Vec<(i64, i64)> = Vec::new();
     let delete = |sql: &str, parameters: &[&dyn rusqlite::ToSql]| {
         let mut statement = transaction.prepare_cached(sql).map_err(sqlite_error)?;
         let rows = statement
             .query_map(parameters, |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(sqlite_error)?;
-        rows.collect::<Result<Vec<(String, i64)>, _>>()
+        rows.collect::<Result<Vec<(i64, i64)>, _>>()
             .map_err(sqlite_error)
     };
     let oldest = "DELETE FROM events WHERE position IN
                       (SELECT position FROM events ORDER BY position LIMIT ?1)
-                  RETURNING frame_id, size_bytes";
+                  RETURNING frame_key, size_bytes";
     if let Some(cutoff) = cutoff {
+        // CROSS JOIN keeps frames the outer loop, walked in index order.
         deleted = delete(
             "DELETE FROM events WHERE position IN
-                 (SELECT position FROM events WHERE end_ns < ?1 ORDER BY end_ns LIMIT ?2)
-             RETURNING frame_id, size_bytes",
+                 (SELECT events.position FROM frames CROSS JOIN events
+                      ON events.frame_key = frames.frame_key
+                  WHERE frames.first_seen < ?1 AND events.end_ns < ?1
+                  ORDER BY frames.first_seen, frames.frame_id LIMIT ?2)
+             RETURNING frame_key, size_bytes",
             &[&cutoff, &chunk],
         )?;
     }
@@ -689,29 +940,37 @@ fn retention_chunk(
     }
 
     let bytes: i64 = deleted.iter().map(|(_, size)| size).sum();
-    let frame_ids: BTreeSet<String> = deleted.iter().map(|(frame, _)| frame.clone()).collect();
-    let mut changes = Vec::with_capacity(frame_ids.len());
-    for frame_id in &frame_ids {
-        let old = load_frame(&transaction, frame_id)?;
-        let parsed: FrameId = frame_id
-            .parse()
-            .map_err(|error| corrupt(format!("stored frame id {frame_id:?}: {error}")))?;
-        let remaining = journey(&transaction, &parsed)?;
-        let new = FrameRow::from_events(remaining.iter().map(|stored| &stored.event));
+    let keys: BTreeSet<i64> = deleted.iter().map(|(key, _)| *key).collect();
+    let mut changes = Vec::with_capacity(keys.len());
+    for key in &keys {
+        let old = load_frame_by_key(&transaction, *key)?;
+        let new = match &old {
+            Some(old) => {
+                let parsed: FrameId = old.frame_id.parse().map_err(|error| {
+                    corrupt(format!("stored frame id {:?}: {error}", old.frame_id))
+                })?;
+                let remaining = journey_by_key(&transaction, *key, &parsed)?;
+                FrameRow::from_events(remaining.iter().map(|stored| &stored.event))
+            }
+            None => None,
+        };
         changes.push((old, new));
     }
-    let frames_deleted = changes.iter().filter(|(_, new)| new.is_none()).count() as i64;
+    let frames_deleted = changes
+        .iter()
+        .filter(|(old, new)| old.is_some() && new.is_none())
+        .count() as i64;
     let mut cameras = load_cameras_for(&transaction, &changes)?;
     for (old, new) in &changes {
         apply_frame_change(&mut cameras, old.as_ref(), new.as_ref());
     }
-    for ((old, new), frame_id) in changes.iter().zip(&frame_ids) {
+    for ((old, new), key) in changes.iter().zip(&keys) {
         match new {
-            Some(new) => save_frame(&transaction, new)?,
+            Some(new) => save_frame(&transaction, *key, old.as_ref(), new)?,
             None if old.is_some() => {
                 transaction
-                    .prepare_cached("DELETE FROM frames WHERE frame_id = ?1")
-                    .and_then(|mut delete| delete.execute([frame_id]))
+                    .prepare_cached("DELETE FROM frames WHERE frame_key = ?1")
+                    .and_then(|mut delete| delete.execute([key]))
                     .map_err(sqlite_error)?;
             }
             None => {}

@@ -1,8 +1,9 @@
 //! The journey store's shared test suite, run against every backend: embedded SQLite (a
 //! fresh file per test) and PostgreSQL (a fresh database per test on the server at
 //! `DATABASE_URL`, dropped afterwards), plus a PostgreSQL restart test on a private
-//! server.
+//! server and the migration of a SQLite database written with the first schema.
 
+mod migration;
 mod restart;
 mod suite;
 mod support;
