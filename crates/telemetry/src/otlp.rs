@@ -1,248 +1,283 @@
-//! The OTLP span exporter: encodes `SpanData` straight into an
-//! `ExportTraceServiceRequest` protobuf and sends it over gRPC or HTTP/protobuf.
+//! The OTLP span exporter: encodes `SpanData` straight into OTLP protobuf and sends
+//! `ExportTraceServiceRequest`s over gRPC or HTTP/protobuf.
 //!
 //! `opentelemetry-otlp` first converts every span into `opentelemetry-proto` structs (one
 //! `String` per attribute key and value) and then encodes those. At tens of thousands of
 //! spans a second that conversion is most of the export cost, and the export shares the
-//! CPU with the service. Writing the wire format directly from the SDK's `SpanData`,
-//! into buffers that are reused across batches, keeps export cheap enough to keep up.
-//! The output is checked against `opentelemetry-proto`'s decoder in tests.
+//! CPU with the service. Here each span is written in wire format directly from the SDK's
+//! `SpanData` as it ends ([`encode_span`], called by the batch span processor on the
+//! thread that ended it), and a request is the encoded resource plus those bytes grouped
+//! by instrumentation scope ([`encode_request`]). The output is checked against
+//! `opentelemetry-proto`'s decoder in tests.
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes};
 use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::SpanData;
 
 use crate::config::{Compression, OtlpConfig, Protocol};
 
-// Field numbers from opentelemetry/proto/trace/v1/trace.proto and common/v1/common.proto.
+// Wire types; field numbers are from opentelemetry/proto/trace/v1/trace.proto and
+// common/v1/common.proto.
 const LEN: u8 = 2;
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const FIXED32: u8 = 5;
 
-/// Reusable protobuf writer that never copies a nested message into its parent.
-///
-/// Attributes (the bulk of a span) have their exact length computed up front. Larger
-/// messages (spans, scopes, the resource) get a four-byte length placeholder, a valid
-/// non-minimal varint that every protobuf decoder accepts, patched when they end.
-#[derive(Debug, Default)]
-pub(crate) struct Encoder {
-    buf: Vec<u8>,
-    open: Vec<usize>,
-}
-
 /// Messages larger than this cannot be described by a four-byte varint.
 const MAX_NESTED_LEN: usize = (1 << 28) - 1;
 
-impl Encoder {
-    fn begin(&mut self, field: u32) {
-        key(&mut self.buf, field, LEN);
-        self.open.push(self.buf.len());
-        self.buf.extend_from_slice(&[0x80, 0x80, 0x80, 0x00]);
-    }
+/// One ended span, encoded on the thread that ended it, and its instrumentation scope
+/// (spans of one scope are grouped under it when a request is assembled).
+#[derive(Debug)]
+pub(crate) struct EncodedSpan {
+    pub(crate) scope: InstrumentationScope,
+    /// A `ScopeSpans.spans` field: key, length, `Span` message.
+    pub(crate) bytes: Vec<u8>,
+}
 
-    fn end(&mut self) {
-        let Some(at) = self.open.pop() else { return };
-        let len = (self.buf.len() - at - 4).min(MAX_NESTED_LEN);
-        self.buf[at] = (len & 0x7f) as u8 | 0x80;
-        self.buf[at + 1] = ((len >> 7) & 0x7f) as u8 | 0x80;
-        self.buf[at + 2] = ((len >> 14) & 0x7f) as u8 | 0x80;
-        self.buf[at + 3] = ((len >> 21) & 0x7f) as u8;
+/// Appends the `ScopeSpans.spans` field of `span` (key, length and `Span` message) to
+/// `buf`.
+///
+/// Attributes (the bulk of a span) have their exact length computed up front. Larger
+/// messages (the span, events, links, status) get a four-byte length placeholder, a valid
+/// non-minimal varint that every protobuf decoder accepts, patched when they end.
+pub(crate) fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
+    let at = begin(buf, 2);
+    let context = &span.span_context;
+    put_bytes(buf, 1, &context.trace_id().to_bytes());
+    put_bytes(buf, 2, &context.span_id().to_bytes());
+    let trace_state = context.trace_state().header();
+    if !trace_state.is_empty() {
+        put_bytes(buf, 3, trace_state.as_bytes());
     }
-
-    fn bytes(&mut self, field: u32, value: &[u8]) {
-        key(&mut self.buf, field, LEN);
-        varint(&mut self.buf, value.len() as u64);
-        self.buf.extend_from_slice(value);
+    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        put_bytes(buf, 4, &span.parent_span_id.to_bytes());
     }
-
-    fn string(&mut self, field: u32, value: &str) {
-        self.bytes(field, value.as_bytes());
+    put_bytes(buf, 5, span.name.as_bytes());
+    put_uint(
+        buf,
+        6,
+        match span.span_kind {
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        },
+    );
+    put_fixed64(buf, 7, unix_nanos(span.start_time));
+    put_fixed64(buf, 8, unix_nanos(span.end_time));
+    put_key_values(buf, 9, &span.attributes);
+    put_uint(buf, 10, u64::from(span.dropped_attributes_count));
+    for event in span.events.iter() {
+        let at = begin(buf, 11);
+        put_fixed64(buf, 1, unix_nanos(event.timestamp));
+        put_bytes(buf, 2, event.name.as_bytes());
+        put_key_values(buf, 3, &event.attributes);
+        put_uint(buf, 4, u64::from(event.dropped_attributes_count));
+        end(buf, at);
     }
-
-    fn uint(&mut self, field: u32, value: u64) {
-        if value != 0 {
-            key(&mut self.buf, field, VARINT);
-            varint(&mut self.buf, value);
+    put_uint(buf, 12, u64::from(span.events.dropped_count));
+    for link in span.links.iter() {
+        let at = begin(buf, 13);
+        put_bytes(buf, 1, &link.span_context.trace_id().to_bytes());
+        put_bytes(buf, 2, &link.span_context.span_id().to_bytes());
+        let state = link.span_context.trace_state().header();
+        if !state.is_empty() {
+            put_bytes(buf, 3, state.as_bytes());
         }
-    }
-
-    fn fixed64(&mut self, field: u32, value: u64) {
-        key(&mut self.buf, field, FIXED64);
-        self.buf.extend_from_slice(&value.to_le_bytes());
-    }
-
-    fn fixed32(&mut self, field: u32, value: u32) {
-        key(&mut self.buf, field, FIXED32);
-        self.buf.extend_from_slice(&value.to_le_bytes());
-    }
-
-    /// `KeyValue { key = 1; value = 2 }` for each attribute, with exact lengths.
-    fn key_values(&mut self, field: u32, attributes: &[KeyValue]) {
-        for kv in attributes {
-            let name = kv.key.as_str();
-            let value_len = any_value_len(&kv.value);
-            let len =
-                1 + varint_len(name.len()) + name.len() + 1 + varint_len(value_len) + value_len;
-            key(&mut self.buf, field, LEN);
-            varint(&mut self.buf, len as u64);
-            self.string(1, name);
-            key(&mut self.buf, 2, LEN);
-            varint(&mut self.buf, value_len as u64);
-            self.any_value_body(&kv.value);
-        }
-    }
-
-    /// The fields of an `AnyValue` (without its own tag and length).
-    fn any_value_body(&mut self, value: &Value) {
-        match value {
-            Value::String(s) => self.string(1, s.as_str()),
-            Value::Bool(b) => {
-                key(&mut self.buf, 2, VARINT);
-                self.buf.push(u8::from(*b));
-            }
-            Value::I64(i) => {
-                key(&mut self.buf, 3, VARINT);
-                varint(&mut self.buf, *i as u64);
-            }
-            Value::F64(f) => self.fixed64(4, f.to_bits()),
-            Value::Array(array) => {
-                let items = array_items(array);
-                let body: usize = items
-                    .iter()
-                    .map(|v| 1 + varint_len(any_value_len(v)) + any_value_len(v))
-                    .sum();
-                key(&mut self.buf, 5, LEN);
-                varint(&mut self.buf, body as u64);
-                for item in &items {
-                    key(&mut self.buf, 1, LEN);
-                    varint(&mut self.buf, any_value_len(item) as u64);
-                    self.any_value_body(item);
-                }
-            }
-            other => self.string(1, &other.as_str()),
-        }
-    }
-
-    /// Encodes one request holding `spans` (grouped by instrumentation scope, in order).
-    pub(crate) fn encode_request(&mut self, resource: &[KeyValue], spans: &[SpanData]) -> Vec<u8> {
-        self.buf.clear();
-        self.open.clear();
-        self.begin(1); // ResourceSpans
-        self.begin(1); // Resource
-        self.key_values(1, resource);
-        self.end();
-        let mut rest = spans;
-        while let Some(first) = rest.first() {
-            let scope = &first.instrumentation_scope;
-            let same = rest
-                .iter()
-                .take_while(|s| s.instrumentation_scope == *scope)
-                .count();
-            self.begin(2); // ScopeSpans
-            self.begin(1); // InstrumentationScope
-            self.string(1, scope.name());
-            if let Some(version) = scope.version() {
-                self.string(2, version);
-            }
-            self.end();
-            for span in &rest[..same] {
-                self.span(span);
-            }
-            if let Some(schema_url) = scope.schema_url() {
-                self.string(3, schema_url);
-            }
-            self.end();
-            rest = &rest[same..];
-        }
-        self.end();
-        // Hand out a copy sized to the request and keep the (large) buffer for next time.
-        self.buf.as_slice().to_vec()
-    }
-
-    fn span(&mut self, span: &SpanData) {
-        self.begin(2);
-        let context = &span.span_context;
-        self.bytes(1, &context.trace_id().to_bytes());
-        self.bytes(2, &context.span_id().to_bytes());
-        let trace_state = context.trace_state().header();
-        if !trace_state.is_empty() {
-            self.string(3, &trace_state);
-        }
-        if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-            self.bytes(4, &span.parent_span_id.to_bytes());
-        }
-        self.string(5, &span.name);
-        self.uint(
+        put_key_values(buf, 4, &link.attributes);
+        put_uint(buf, 5, u64::from(link.dropped_attributes_count));
+        put_fixed32(
+            buf,
             6,
-            match span.span_kind {
-                SpanKind::Internal => 1,
-                SpanKind::Server => 2,
-                SpanKind::Client => 3,
-                SpanKind::Producer => 4,
-                SpanKind::Consumer => 5,
-            },
+            span_flags(
+                link.span_context.trace_flags().to_u8(),
+                link.span_context.is_remote(),
+            ),
         );
-        self.fixed64(7, unix_nanos(span.start_time));
-        self.fixed64(8, unix_nanos(span.end_time));
-        self.key_values(9, &span.attributes);
-        self.uint(10, u64::from(span.dropped_attributes_count));
-        for event in span.events.iter() {
-            self.begin(11);
-            self.fixed64(1, unix_nanos(event.timestamp));
-            self.string(2, &event.name);
-            self.key_values(3, &event.attributes);
-            self.uint(4, u64::from(event.dropped_attributes_count));
-            self.end();
+        end(buf, at);
+    }
+    put_uint(buf, 14, u64::from(span.links.dropped_count));
+    match &span.status {
+        Status::Unset => {}
+        Status::Ok => {
+            let at = begin(buf, 15);
+            put_uint(buf, 3, 1);
+            end(buf, at);
         }
-        self.uint(12, u64::from(span.events.dropped_count));
-        for link in span.links.iter() {
-            self.begin(13);
-            self.bytes(1, &link.span_context.trace_id().to_bytes());
-            self.bytes(2, &link.span_context.span_id().to_bytes());
-            let state = link.span_context.trace_state().header();
-            if !state.is_empty() {
-                self.string(3, &state);
+        Status::Error { description } => {
+            let at = begin(buf, 15);
+            if !description.is_empty() {
+                put_bytes(buf, 2, description.as_bytes());
             }
-            self.key_values(4, &link.attributes);
-            self.uint(5, u64::from(link.dropped_attributes_count));
-            self.fixed32(
-                6,
-                span_flags(
-                    link.span_context.trace_flags().to_u8(),
-                    link.span_context.is_remote(),
-                ),
-            );
-            self.end();
+            put_uint(buf, 3, 2);
+            end(buf, at);
         }
-        self.uint(14, u64::from(span.links.dropped_count));
-        match &span.status {
-            Status::Unset => {}
-            Status::Ok => {
-                self.begin(15);
-                self.uint(3, 1);
-                self.end();
-            }
-            Status::Error { description } => {
-                self.begin(15);
-                if !description.is_empty() {
-                    self.string(2, description);
-                }
-                self.uint(3, 2);
-                self.end();
+    }
+    put_fixed32(
+        buf,
+        16,
+        span_flags(context.trace_flags().to_u8(), span.parent_span_is_remote),
+    );
+    end(buf, at);
+}
+
+/// The `ResourceSpans.resource` field for `resource`, encoded once per exporter.
+pub(crate) fn encode_resource(resource: &Resource) -> Vec<u8> {
+    let attributes: Vec<KeyValue> = resource
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    let mut buf = Vec::new();
+    let at = begin(&mut buf, 1);
+    put_key_values(&mut buf, 1, &attributes);
+    end(&mut buf, at);
+    buf
+}
+
+/// Assembles one `ExportTraceServiceRequest` from the encoded resource and spans; spans
+/// in a row with the same instrumentation scope share one `ScopeSpans`.
+pub(crate) fn encode_request(resource: &[u8], spans: &[EncodedSpan]) -> Vec<u8> {
+    let spans_len: usize = spans.iter().map(|s| s.bytes.len()).sum();
+    let mut buf = Vec::with_capacity(resource.len() + spans_len + 64);
+    let resource_spans = begin(&mut buf, 1);
+    buf.extend_from_slice(resource);
+    let mut rest = spans;
+    while let Some(first) = rest.first() {
+        let scope = &first.scope;
+        let same = rest
+            .iter()
+            .take_while(|s| same_scope(&s.scope, scope))
+            .count();
+        let scope_spans = begin(&mut buf, 2);
+        let scope_at = begin(&mut buf, 1);
+        put_bytes(&mut buf, 1, scope.name().as_bytes());
+        if let Some(version) = scope.version() {
+            put_bytes(&mut buf, 2, version.as_bytes());
+        }
+        put_key_values(&mut buf, 3, scope.attributes());
+        end(&mut buf, scope_at);
+        for span in &rest[..same] {
+            buf.extend_from_slice(&span.bytes);
+        }
+        if let Some(schema_url) = scope.schema_url() {
+            put_bytes(&mut buf, 3, schema_url.as_bytes());
+        }
+        end(&mut buf, scope_spans);
+        rest = &rest[same..];
+    }
+    end(&mut buf, resource_spans);
+    buf
+}
+
+/// Scope equality with a fast path for the usual case: the same static strings.
+fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+    let same_str = |x: &str, y: &str| std::ptr::eq(x, y) || x == y;
+    same_str(a.name(), b.name())
+        && match (a.version(), b.version()) {
+            (Some(x), Some(y)) => same_str(x, y),
+            (None, None) => true,
+            _ => false,
+        }
+        && a.schema_url() == b.schema_url()
+        && a.attributes().eq(b.attributes())
+}
+
+/// Starts a nested message: its key and a four-byte length placeholder; returns where the
+/// placeholder is, for [`end`].
+fn begin(buf: &mut Vec<u8>, field: u8) -> usize {
+    key(buf, field, LEN);
+    let at = buf.len();
+    buf.extend_from_slice(&[0x80, 0x80, 0x80, 0x00]);
+    at
+}
+
+/// Ends the nested message begun at `at`: patches its length.
+fn end(buf: &mut [u8], at: usize) {
+    let len = (buf.len() - at - 4).min(MAX_NESTED_LEN);
+    buf[at] = (len & 0x7f) as u8 | 0x80;
+    buf[at + 1] = ((len >> 7) & 0x7f) as u8 | 0x80;
+    buf[at + 2] = ((len >> 14) & 0x7f) as u8 | 0x80;
+    buf[at + 3] = ((len >> 21) & 0x7f) as u8;
+}
+
+fn put_bytes(buf: &mut Vec<u8>, field: u8, value: &[u8]) {
+    key(buf, field, LEN);
+    varint(buf, value.len() as u64);
+    buf.extend_from_slice(value);
+}
+
+fn put_uint(buf: &mut Vec<u8>, field: u8, value: u64) {
+    if value != 0 {
+        key(buf, field, VARINT);
+        varint(buf, value);
+    }
+}
+
+fn put_fixed64(buf: &mut Vec<u8>, field: u8, value: u64) {
+    key(buf, field, FIXED64);
+    buf.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_fixed32(buf: &mut Vec<u8>, field: u8, value: u32) {
+    key(buf, field, FIXED32);
+    buf.extend_from_slice(&value.to_le_bytes());
+}
+
+/// `KeyValue { key = 1; value = 2 }` for each attribute, with exact lengths.
+fn put_key_values<'a>(
+    buf: &mut Vec<u8>,
+    field: u8,
+    attributes: impl IntoIterator<Item = &'a KeyValue>,
+) {
+    for kv in attributes {
+        let name = kv.key.as_str();
+        let value_len = any_value_len(&kv.value);
+        let len = 1 + varint_len(name.len()) + name.len() + 1 + varint_len(value_len) + value_len;
+        key(buf, field, LEN);
+        varint(buf, len as u64);
+        put_bytes(buf, 1, name.as_bytes());
+        key(buf, 2, LEN);
+        varint(buf, value_len as u64);
+        put_any_value_body(buf, &kv.value);
+    }
+}
+
+/// The fields of an `AnyValue` (without its own key and length).
+fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::String(s) => put_bytes(buf, 1, s.as_str().as_bytes()),
+        Value::Bool(b) => {
+            key(buf, 2, VARINT);
+            buf.push(u8::from(*b));
+        }
+        Value::I64(i) => {
+            key(buf, 3, VARINT);
+            varint(buf, *i as u64);
+        }
+        Value::F64(f) => put_fixed64(buf, 4, f.to_bits()),
+        Value::Array(array) => {
+            let items = array_items(array);
+            let body: usize = items
+                .iter()
+                .map(|v| 1 + varint_len(any_value_len(v)) + any_value_len(v))
+                .sum();
+            key(buf, 5, LEN);
+            varint(buf, body as u64);
+            for item in &items {
+                key(buf, 1, LEN);
+                varint(buf, any_value_len(item) as u64);
+                put_any_value_body(buf, item);
             }
         }
-        self.fixed32(
-            16,
-            span_flags(context.trace_flags().to_u8(), span.parent_span_is_remote),
-        );
-        self.end();
+        other => put_bytes(buf, 1, other.as_str().as_bytes()),
     }
 }
 
@@ -297,8 +332,14 @@ fn unix_nanos(time: SystemTime) -> u64 {
         .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
 }
 
-fn key(buf: &mut Vec<u8>, field: u32, wire_type: u8) {
-    varint(buf, (u64::from(field) << 3) | u64::from(wire_type));
+/// A field's key: one byte for fields below 16 (all but `Span.flags`).
+fn key(buf: &mut Vec<u8>, field: u8, wire_type: u8) {
+    let tag = (u64::from(field) << 3) | u64::from(wire_type);
+    if tag < 0x80 {
+        buf.push(tag as u8);
+    } else {
+        varint(buf, tag);
+    }
 }
 
 fn varint(buf: &mut Vec<u8>, mut value: u64) {
@@ -323,14 +364,15 @@ enum Transport {
     },
 }
 
-/// The span exporter used by [`crate::export::BatchSpanProcessor`].
+/// The span exporter used by [`crate::export::BatchSpanProcessor`]: sends requests
+/// assembled from spans encoded when they ended.
 #[derive(Debug)]
 pub(crate) struct OtlpSpanExporter {
     transport: Transport,
     compression: Compression,
     timeout: Duration,
-    resource: Vec<KeyValue>,
-    encoder: std::sync::Mutex<Encoder>,
+    /// The encoded `ResourceSpans.resource` field.
+    resource: Vec<u8>,
 }
 
 impl OtlpSpanExporter {
@@ -380,17 +422,19 @@ impl OtlpSpanExporter {
             transport,
             compression: config.compression,
             timeout: config.timeout,
-            resource: Vec::new(),
-            encoder: std::sync::Mutex::new(Encoder::default()),
+            resource: encode_resource(&Resource::builder_empty().build()),
         })
     }
 
-    fn encode(&self, batch: &[SpanData]) -> Vec<u8> {
-        let mut encoder = self
-            .encoder
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        encoder.encode_request(&self.resource, batch)
+    /// Sets the resource every request carries.
+    pub(crate) fn set_resource(&mut self, resource: &Resource) {
+        self.resource = encode_resource(resource);
+    }
+
+    /// Exports one batch of encoded spans.
+    pub(crate) async fn export(&self, spans: &[EncodedSpan]) -> OTelSdkResult {
+        let body = encode_request(&self.resource, spans);
+        self.send(body).await
     }
 
     async fn send(&self, body: Vec<u8>) -> OTelSdkResult {
@@ -462,21 +506,6 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, OTelSdkError> {
         .write_all(body)
         .and_then(|()| encoder.finish())
         .map_err(|e| OTelSdkError::InternalFailure(format!("gzip failed: {e}")))
-}
-
-impl opentelemetry_sdk::trace::SpanExporter for OtlpSpanExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let body = self.encode(&batch);
-        drop(batch);
-        self.send(body).await
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource
-            .iter()
-            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
-            .collect();
-    }
 }
 
 /// A tonic codec that sends pre-encoded protobuf bytes and ignores the response body
@@ -605,17 +634,18 @@ mod tests {
         let scope_a = InstrumentationScope::builder("a")
             .with_version("1.0")
             .build();
-        let scope_b = InstrumentationScope::builder("b").build();
+        let scope_b = InstrumentationScope::builder("b")
+            .with_attributes([KeyValue::new("scope.kind", "test")])
+            .build();
         let spans = vec![
             span("one", &scope_a),
             span("two", &scope_a),
             span("three", &scope_b),
         ];
-        let resource = vec![KeyValue::new("service.name", "svc")];
-        let mut encoder = Encoder::default();
-        // Twice, to check that reused buffers leave nothing behind.
-        let _ = encoder.encode_request(&resource, &spans);
-        let bytes = encoder.encode_request(&resource, &spans);
+        let resource = Resource::builder_empty()
+            .with_attributes([KeyValue::new("service.name", "svc")])
+            .build();
+        let bytes = request(&resource, spans);
         let request = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
 
         assert_eq!(request.resource_spans.len(), 1);
@@ -627,6 +657,8 @@ mod tests {
         assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().version, "1.0");
         assert_eq!(rs.scope_spans[0].spans.len(), 2);
         assert_eq!(rs.scope_spans[1].spans[0].name, "three");
+        let scope_b = rs.scope_spans[1].scope.as_ref().unwrap();
+        assert_eq!(scope_b.attributes[0].key, "scope.kind");
 
         let s = &rs.scope_spans[0].spans[0];
         assert_eq!(hex(&s.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
@@ -670,10 +702,9 @@ mod tests {
 
     #[test]
     fn negative_integers_use_ten_byte_varints() {
-        let mut encoder = Encoder::default();
         let mut s = span("neg", &InstrumentationScope::builder("a").build());
         s.attributes = vec![KeyValue::new("n", -5_i64)];
-        let bytes = encoder.encode_request(&[], &[s]);
+        let bytes = request(&Resource::builder_empty().build(), vec![s]);
         let request = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         let value = request.resource_spans[0].scope_spans[0].spans[0].attributes[0]
             .value
@@ -681,6 +712,24 @@ mod tests {
             .unwrap()
             .value;
         assert_eq!(value, Some(any_value::Value::IntValue(-5)));
+    }
+
+    /// A request as the batch span processor makes one: spans encoded one by one (into
+    /// reused buffers), then assembled.
+    fn request(resource: &Resource, spans: Vec<SpanData>) -> Vec<u8> {
+        let mut buf = vec![0xff; 7];
+        let encoded: Vec<EncodedSpan> = spans
+            .into_iter()
+            .map(|span| {
+                buf.clear();
+                encode_span(&mut buf, &span);
+                EncodedSpan {
+                    scope: span.instrumentation_scope,
+                    bytes: buf.clone(),
+                }
+            })
+            .collect();
+        encode_request(&encode_resource(resource), &encoded)
     }
 
     fn hex(bytes: &[u8]) -> String {

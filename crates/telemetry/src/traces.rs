@@ -72,7 +72,7 @@ pub(crate) fn provider(
                     span_exporter(&config.otlp_traces)?
                 };
                 // The SDK hands the resource to span processors; ours owns the exporter.
-                opentelemetry_sdk::trace::SpanExporter::set_resource(&mut otlp, &resource);
+                otlp.set_resource(&resource);
                 builder = builder.with_span_processor(BatchSpanProcessor::start(
                     runtime,
                     otlp,
