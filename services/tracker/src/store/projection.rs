@@ -205,18 +205,30 @@ impl FrameRow {
         self.last_seen = self.last_seen.max(event.end_unix_nanos);
         self.events += 1;
         self.errors += i64::from(event.status == EventStatus::Error);
+        let order = |(a, a_start): &(String, i64), (b, b_start): &(String, i64)| {
+            a_start.cmp(b_start).then_with(|| a.cmp(b))
+        };
         match self
             .stages
             .iter_mut()
             .find(|(stage, _)| *stage == event.stage)
         {
-            Some((_, start)) => *start = (*start).min(event.start_unix_nanos),
-            None => self
-                .stages
-                .push((event.stage.clone(), event.start_unix_nanos)),
+            Some((_, start)) if event.start_unix_nanos < *start => {
+                *start = event.start_unix_nanos;
+                self.stages.sort_by(order);
+            }
+            Some(_) => {}
+            None => {
+                self.stages
+                    .push((event.stage.clone(), event.start_unix_nanos));
+                // Stages mostly arrive in order: sort only when the new one is not last.
+                if let [.., before, last] = self.stages.as_slice()
+                    && order(before, last).is_gt()
+                {
+                    self.stages.sort_by(order);
+                }
+            }
         }
-        self.stages
-            .sort_by(|(a, a_start), (b, b_start)| a_start.cmp(b_start).then_with(|| a.cmp(b)));
     }
 
     /// First start to last end, nanoseconds.

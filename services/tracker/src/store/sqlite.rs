@@ -351,9 +351,10 @@ fn sqlite_error(error: rusqlite::Error) -> StoreError {
     }
 }
 
-/// A frame an append touches: its key, its summary before, the events of this append
-/// that were stored.
+/// A frame an append touches: its id and key, its summary before, the events of this
+/// append that were stored.
 struct FrameSlot<'a> {
+    frame_id: &'a str,
     key: i64,
     old: Option<FrameRow>,
     inserted: Vec<&'a Event>,
@@ -370,27 +371,46 @@ fn append(
     let counters = load_counters(&transaction)?;
 
     // Every frame of the batch with its key: the stored one, or the next free one for a
-    // frame seen for the first time.
-    let mut slots: HashMap<&str, FrameSlot<'_>> = HashMap::new();
+    // frame seen for the first time; and for every event, its frame's slot. A frame's
+    // events usually come one after the other, so the previous event's slot is tried
+    // before the map.
+    let mut slots: Vec<FrameSlot<'_>> = Vec::new();
+    let mut slot_of: HashMap<&str, usize> = HashMap::new();
+    let mut event_slots: Vec<usize> = Vec::with_capacity(total as usize);
     let mut next_key: Option<i64> = None;
+    let mut previous: Option<(&str, usize)> = None;
     for event in batches.iter().flat_map(|batch| batch.events()) {
         let frame_id = event.frame_id.as_str();
-        if slots.contains_key(frame_id) {
-            continue;
-        }
-        let (key, old) = match load_frame(&transaction, frame_id)? {
-            Some((key, old)) => (key, Some(old)),
-            None => {
-                let key = match next_key {
-                    Some(key) => key,
-                    None => max_frame_key(&transaction)? + 1,
-                };
-                next_key = Some(key + 1);
-                (key, None)
-            }
+        let slot = match previous {
+            Some((previous_id, slot)) if previous_id == frame_id => slot,
+            _ => match slot_of.get(frame_id) {
+                Some(slot) => *slot,
+                None => {
+                    let (key, old) = match load_frame(&transaction, frame_id)? {
+                        Some((key, old)) => (key, Some(old)),
+                        None => {
+                            let key = match next_key {
+                                Some(key) => key,
+                                None => max_frame_key(&transaction)? + 1,
+                            };
+                            next_key = Some(key + 1);
+                            (key, None)
+                        }
+                    };
+                    let inserted = Vec::new();
+                    slots.push(FrameSlot {
+                        frame_id,
+                        key,
+                        old,
+                        inserted,
+                    });
+                    slot_of.insert(frame_id, slots.len() - 1);
+                    slots.len() - 1
+                }
+            },
         };
-        let inserted = Vec::new();
-        slots.insert(frame_id, FrameSlot { key, old, inserted });
+        previous = Some((frame_id, slot));
+        event_slots.push(slot);
     }
 
     // The events, in the order given, so that positions follow it.
@@ -407,11 +427,10 @@ fn append(
                  ON CONFLICT (frame_key, event_id) DO NOTHING",
             )
             .map_err(sqlite_error)?;
-        for row in batches.iter().flat_map(|batch| batch.rows()) {
+        let rows = batches.iter().flat_map(|batch| batch.rows());
+        for (row, slot) in rows.zip(&event_slots) {
             let event = row.event;
-            let Some(slot) = slots.get_mut(event.frame_id.as_str()) else {
-                return Err(corrupt("an event of a frame not looked up".to_owned()));
-            };
+            let slot = &mut slots[*slot];
             let parent = event.parent_span_id.map(|id| id.to_bytes());
             let changed = insert
                 .execute(params![
@@ -442,14 +461,14 @@ fn append(
     // The projections: merge the new events into their frames (in frame id order, which
     // is roughly the order of the frames' index entries), then move each frame's
     // contribution to its camera from the old row to the new one.
-    let mut touched: Vec<(&str, FrameSlot<'_>)> = slots
+    let mut touched: Vec<FrameSlot<'_>> = slots
         .into_iter()
-        .filter(|(_, slot)| !slot.inserted.is_empty())
+        .filter(|slot| !slot.inserted.is_empty())
         .collect();
-    touched.sort_unstable_by_key(|(frame_id, _)| *frame_id);
+    touched.sort_unstable_by_key(|slot| slot.frame_id);
     let mut changes = Vec::with_capacity(touched.len());
     let mut keys = Vec::with_capacity(touched.len());
-    for (_, slot) in touched {
+    for slot in touched {
         let new = match &slot.old {
             Some(old) => {
                 let mut new = old.clone();
