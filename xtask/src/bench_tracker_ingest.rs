@@ -1,15 +1,17 @@
-//! `cargo xtask bench tracker-ingest [--events N] [--spans S] [--connections C]`: the
-//! tracker's durable ingest throughput through `POST /v1/traces`.
+//! `cargo xtask bench tracker-ingest [--events N] [--spans S] [--connections C] [--rounds R]`:
+//! the tracker's durable ingest throughput through `POST /v1/traces`.
 //!
-//! Builds `tracker` and `tracker-load` in release, then for gzip off and on: starts a
-//! fresh tracker on SQLite (a new `DATA_DIR` under `target/bench/`, `synchronous=FULL`, so
+//! Builds `tracker` and `tracker-load` in release, then `--rounds` times, for gzip off and
+//! on (alternating, so that a noisy stretch hits both): starts a fresh tracker on SQLite (a new `DATA_DIR` under `target/bench/`, `synchronous=FULL`, so
 //! every 200 answer is committed to disk), lets `tracker-load` send realistic export
 //! requests (10 spans per frame, ~8 attributes per span, 512 spans per request as a
 //! batch span processor sends them) over concurrent connections, and reports events per
-//! second, request latency and the tracker's CPU time per event (from
-//! `/proc/<pid>/stat`). Load generator and tracker share the machine's CPUs; nothing is
-//! pinned. Results are printed and written to `target/bench/tracker-ingest.json`; the
-//! tracker's stderr goes to `target/bench/logs/`.
+//! second, request latency, the tracker's CPU time per event (from `/proc/<pid>/stat`)
+//! and the load client's (which it reports itself), and the machine's 1-minute load
+//! average before and after each run. Load generator and tracker share the machine's
+//! CPUs; nothing is pinned. With several rounds the median of each mode is printed too.
+//! Results are printed and written to `target/bench/tracker-ingest.json`; the tracker's
+//! stderr goes to `target/bench/logs/`.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -29,7 +31,8 @@ usage: cargo xtask bench tracker-ingest [options]
 Options:
   --events N       events per measurement (default 200000)
   --spans S        spans per export request (default 512)
-  --connections C  concurrent connections of the load client (default 8)";
+  --connections C  concurrent connections of the load client (default 8)
+  --rounds R       measurements per mode, alternating plain and gzip (default 3)";
 
 /// The target from the issue, printed next to the measurement.
 const TARGET_EVENTS_PER_SECOND: f64 = 100_000.0;
@@ -42,6 +45,7 @@ struct Options {
     events: u64,
     spans: u64,
     connections: u64,
+    rounds: u64,
 }
 
 #[derive(Debug)]
@@ -54,6 +58,9 @@ struct Sample {
     p99_ms: f64,
     request_bytes: f64,
     cpu_seconds: f64,
+    client_cpu_seconds: f64,
+    /// The 1-minute load average before and after the run.
+    load: (f64, f64),
 }
 
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
@@ -75,18 +82,42 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         options.events, options.spans, options.connections
     );
     let mut samples = Vec::new();
+    for round in 0..options.rounds {
+        for gzip in [false, true] {
+            let sample = measure(&tracker, &load, &bench_dir, &options, gzip)?;
+            println!(
+                "  round {} gzip {:<3} {:>9.0} events/s  p50 {:>6.1} ms  p99 {:>6.1} ms  CPU/event: tracker {:>5.2} us, client {:>5.2} us  {:>7.0} B/request  load {:.2} -> {:.2}",
+                round + 1,
+                if gzip { "on" } else { "off" },
+                sample.events_per_second,
+                sample.p50_ms,
+                sample.p99_ms,
+                sample.cpu_seconds * 1e6 / sample.events,
+                sample.client_cpu_seconds * 1e6 / sample.events,
+                sample.request_bytes,
+                sample.load.0,
+                sample.load.1,
+            );
+            samples.push(sample);
+        }
+    }
     for gzip in [false, true] {
-        let sample = measure(&tracker, &load, &bench_dir, &options, gzip)?;
-        println!(
-            "  gzip {:<3}  {:>9.0} events/s  p50 {:>6.1} ms  p99 {:>6.1} ms  {:>5.2} us CPU/event (tracker)  {:>7.0} B/request",
-            if gzip { "on" } else { "off" },
-            sample.events_per_second,
-            sample.p50_ms,
-            sample.p99_ms,
-            sample.cpu_seconds * 1e6 / sample.events,
-            sample.request_bytes,
-        );
-        samples.push(sample);
+        let mut rates: Vec<f64> = samples
+            .iter()
+            .filter(|sample| sample.gzip == gzip)
+            .map(|sample| sample.events_per_second)
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        if let (Some(low), Some(high)) = (rates.first(), rates.last()) {
+            println!(
+                "  gzip {:<3} median {:>9.0} events/s (min {:.0}, max {:.0}, {} runs)",
+                if gzip { "on" } else { "off" },
+                rates[rates.len() / 2],
+                low,
+                high,
+                rates.len()
+            );
+        }
     }
     println!("  target: >= {TARGET_EVENTS_PER_SECOND:.0} events/s");
     let json = report(&options, cpus, &samples);
@@ -101,6 +132,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         events: 200_000,
         spans: 512,
         connections: 8,
+        rounds: 3,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -117,12 +149,13 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--events" => options.events = number,
             "--spans" => options.spans = number,
             "--connections" => options.connections = number,
+            "--rounds" => options.rounds = number,
             _ => bail!("unknown option {flag:?}\n{USAGE}"),
         }
     }
     ensure!(
-        options.events > 0 && options.connections > 0,
-        "--events and --connections must be positive"
+        options.events > 0 && options.connections > 0 && options.rounds > 0,
+        "--events, --connections and --rounds must be positive"
     );
     ensure!(
         options.spans >= 10,
@@ -168,6 +201,7 @@ fn measure(
     };
     let result = (|| {
         let url = wait_for_url(&mut server, &lines)?;
+        let load_before = load_average();
         let cpu_before = cpu_seconds(server.id())?;
         let started = Instant::now();
         let mut command = Command::new(load);
@@ -210,6 +244,9 @@ fn measure(
             request_bytes: field("request_bytes")?,
             // CPU covers the warm-up too: count it per event over everything sent.
             cpu_seconds: cpu_total * events / (events + WARMUP_EVENTS as f64),
+            // The client measures its own, over the measured requests only.
+            client_cpu_seconds: field("client_cpu_seconds")?,
+            load: (load_before, load_average()),
         })
     })();
     stop(&mut server);
@@ -284,6 +321,14 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// The 1-minute load average (0 where `/proc/loadavg` is missing).
+fn load_average() -> f64 {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or_default()
+}
+
 /// A number field of a flat JSON object.
 fn number_field(json: &str, name: &str) -> Option<f64> {
     let key = format!("\"{name}\":");
@@ -301,15 +346,16 @@ fn report(options: &Options, cpus: usize, samples: &[Sample]) -> String {
         json,
         "{{\n  \"benchmark\": \"tracker-ingest\",\n  \"backend\": \"sqlite\",\n  \"cpus\": {cpus},\n  \
          \"events\": {},\n  \"spans_per_request\": {},\n  \"connections\": {},\n  \
-         \"target_events_per_second\": {TARGET_EVENTS_PER_SECOND},\n  \"results\": [",
-        options.events, options.spans, options.connections
+         \"rounds\": {},\n  \"target_events_per_second\": {TARGET_EVENTS_PER_SECOND},\n  \"results\": [",
+        options.events, options.spans, options.connections, options.rounds
     );
     for (index, sample) in samples.iter().enumerate() {
         let _ = write!(
             json,
             "{}\n    {{\"gzip\": {}, \"events\": {}, \"seconds\": {:.3}, \"events_per_second\": {:.0}, \
              \"p50_ms\": {:.2}, \"p99_ms\": {:.2}, \"request_bytes\": {:.0}, \
-             \"tracker_cpu_us_per_event\": {:.3}}}",
+             \"tracker_cpu_us_per_event\": {:.3}, \"client_cpu_us_per_event\": {:.3}, \
+             \"load_average_1m\": [{:.2}, {:.2}]}}",
             if index == 0 { "" } else { "," },
             sample.gzip,
             sample.events,
@@ -319,6 +365,9 @@ fn report(options: &Options, cpus: usize, samples: &[Sample]) -> String {
             sample.p99_ms,
             sample.request_bytes,
             sample.cpu_seconds * 1e6 / sample.events,
+            sample.client_cpu_seconds * 1e6 / sample.events,
+            sample.load.0,
+            sample.load.1,
         );
     }
     json.push_str("\n  ]\n}\n");

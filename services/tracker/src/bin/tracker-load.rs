@@ -7,10 +7,12 @@
 //! them with prost (and gzips them with `--gzip`), then posts them over `--connections`
 //! concurrent keep-alive connections and checks every answer is 200 without rejected
 //! spans. Encoding happens before the clock starts, so the measurement is the tracker's
-//! ingest (decode, convert, group commit, durable append) plus HTTP.
+//! ingest (decode, convert, group commit, durable append) plus HTTP. Bodies are shared,
+//! not copied, per request, and the client reports its own CPU time during the
+//! measurement, since on a small machine it competes with the tracker for the CPUs.
 //!
 //! Prints one JSON line: `{"events": N, "requests": R, "seconds": S, "events_per_second":
-//! E, "p50_ms": .., "p99_ms": .., "request_bytes": B}`.
+//! E, "p50_ms": .., "p99_ms": .., "request_bytes": B, "client_cpu_seconds": C}`.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
+use axum::body::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use frame_tracking::FrameId;
@@ -116,11 +119,13 @@ async fn run(options: Options) -> anyhow::Result<()> {
     let measured = bodies(&mut ids, options.events, per_request, options.gzip);
     let requests = measured.len();
     let events = requests * per_request;
-    let request_bytes = measured.iter().map(Vec::len).sum::<usize>() / requests.max(1);
+    let request_bytes = measured.iter().map(Bytes::len).sum::<usize>() / requests.max(1);
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let mut latencies =
         send_all(&client, &url, measured, options.connections, options.gzip).await?;
     let seconds = started.elapsed().as_secs_f64();
+    let client_cpu_seconds = cpu_seconds() - cpu_before;
     latencies.sort_unstable();
     let percentile = |p: f64| -> f64 {
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
@@ -139,6 +144,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
         "p50_ms": percentile(0.5),
         "p99_ms": percentile(0.99),
         "request_bytes": request_bytes,
+        "client_cpu_seconds": client_cpu_seconds,
     });
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{report}")?;
@@ -149,7 +155,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
 async fn send_all(
     client: &reqwest::Client,
     url: &str,
-    bodies: Vec<Vec<u8>>,
+    bodies: Vec<Bytes>,
     connections: usize,
     gzip: bool,
 ) -> anyhow::Result<Vec<Duration>> {
@@ -224,21 +230,41 @@ impl IdSource {
     }
 }
 
+/// This process's user + system CPU time, seconds (0 where `/proc` is missing).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces;
+    // utime and stime are fields 14 and 15, in clock ticks of 10 ms.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or_default()
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// `events` spans as encoded request bodies of `spans` spans each.
-fn bodies(ids: &mut IdSource, events: usize, spans: usize, gzip: bool) -> Vec<Vec<u8>> {
+fn bodies(ids: &mut IdSource, events: usize, spans: usize, gzip: bool) -> Vec<Bytes> {
     let requests = events.div_ceil(spans);
     (0..requests)
         .map(|_| {
             let request = request(ids, spans);
             let body = request.encode_to_vec();
-            if gzip {
+            let body = if gzip {
                 let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
                 // Writing to a Vec cannot fail.
                 let _ = encoder.write_all(&body);
                 encoder.finish().unwrap_or_default()
             } else {
                 body
-            }
+            };
+            Bytes::from(body)
         })
         .collect()
 }
