@@ -406,7 +406,9 @@ fn view_json_value(value: &ValueView<'_>) -> Option<serde_json::Value> {
         ValueView::Array(ArrayView::Proto(array)) => Some(array_json(array)),
         ValueView::Array(ArrayView::Encoded(encoded)) => {
             // Checked to decode when the request was read.
-            ArrayValue::decode(*encoded).ok().map(|array| array_json(&array))
+            ArrayValue::decode(*encoded)
+                .ok()
+                .map(|array| array_json(&array))
         }
         ValueView::Other => None,
     }

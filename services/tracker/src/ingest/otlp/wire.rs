@@ -103,11 +103,7 @@ fn read_resource_spans<'a>(
     Ok(())
 }
 
-fn read_resource<'a>(
-    bytes: &'a [u8],
-    depth: u32,
-    attributes: &mut Vec<Attribute<'a>>,
-) -> Read<()> {
+fn read_resource<'a>(bytes: &'a [u8], depth: u32, attributes: &mut Vec<Attribute<'a>>) -> Read<()> {
     enter(depth)?;
     let mut fields = Fields::new(bytes);
     while let Some((tag, field)) = fields.next()? {
@@ -542,7 +538,11 @@ mod tests {
         Span {
             trace_id: vec![7; 16],
             span_id: vec![index + 1; 8],
-            parent_span_id: if index == 0 { Vec::new() } else { vec![index; 8] },
+            parent_span_id: if index == 0 {
+                Vec::new()
+            } else {
+                vec![index; 8]
+            },
             name: format!("stage{index}"),
             start_time_unix_nano: 1_000 + u64::from(index),
             end_time_unix_nano: 2_000,
