@@ -57,8 +57,14 @@ use crate::resource::ResolvedService;
 /// The git commit this workspace was built from (`unknown` outside a git checkout).
 pub const GIT_COMMIT: &str = env!("PATHLIGHT_GIT_COMMIT");
 
-/// How often process metrics are sampled and histogram buckets maintained.
+/// How often process metrics are sampled.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often recorded histogram samples are drained into their buckets. The Prometheus
+/// recorder keeps every observation until then (8 bytes plus block overhead each), so
+/// this bounds that memory to about a second of requests: at 20,000 req/s, ~170 kB
+/// instead of ~850 kB with the 5 s sampling interval.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The service's identity as the code knows it; `OTEL_SERVICE_NAME` and
 /// `OTEL_SERVICE_VERSION` override it.
@@ -256,6 +262,7 @@ impl Telemetry {
                 Some(BackgroundSampler::start(
                     process,
                     SAMPLE_INTERVAL,
+                    UPKEEP_INTERVAL,
                     move || {
                         upkeep_handle.upkeep();
                     },

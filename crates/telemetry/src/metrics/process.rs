@@ -157,11 +157,13 @@ pub(crate) struct BackgroundSampler {
 }
 
 impl BackgroundSampler {
-    /// Samples once now (so the first scrape has values), then every `interval`, calling
-    /// `upkeep` after each sample.
+    /// Samples once now (so the first scrape has values), then every `sample_interval`;
+    /// calls `upkeep` every `upkeep_interval` (sampling happens on the upkeep tick that
+    /// reaches the sampling interval).
     pub(crate) fn start(
         state: Arc<ProcessState>,
-        interval: Duration,
+        sample_interval: Duration,
+        upkeep_interval: Duration,
         upkeep: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(1);
@@ -172,11 +174,16 @@ impl BackgroundSampler {
         let thread = std::thread::Builder::new()
             .name("telemetry-sampler".to_owned())
             .spawn(move || {
+                let mut since_sample = Duration::ZERO;
                 while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(interval)
+                    stopped.recv_timeout(upkeep_interval)
                 {
-                    if let Some(sample) = sampler.as_mut().and_then(ProcessSampler::sample) {
-                        state.store(sample);
+                    since_sample += upkeep_interval;
+                    if since_sample >= sample_interval {
+                        since_sample = Duration::ZERO;
+                        if let Some(sample) = sampler.as_mut().and_then(ProcessSampler::sample) {
+                            state.store(sample);
+                        }
                     }
                     upkeep();
                 }
