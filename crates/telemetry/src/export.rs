@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BatchConfig;
 use crate::metrics::ExportCounters;
-use crate::otlp::{EncodedSpan, OtlpSpanExporter};
+use crate::otlp::{EncodedSpan, OtlpSpanExporter, SpanBatch};
 
 /// A Tokio runtime on its own thread, used only for exporting telemetry.
 #[derive(Debug)]
@@ -149,10 +149,6 @@ pub(crate) struct BatchSpanProcessor {
     is_shutdown: AtomicBool,
     shutdown_timeout: Duration,
 }
-
-/// Span buffers larger than this (a span with huge attributes) are freed after export
-/// instead of recycled, so that one outlier does not pin its memory in the pool.
-const MAX_RECYCLED_CAPACITY: usize = 4 * 1024;
 
 impl BatchSpanProcessor {
     pub(crate) fn start(
@@ -374,21 +370,20 @@ impl ExportWorker {
         result
     }
 
-    /// Exports `batch`, leaving it empty and its buffers recycled.
+    /// Exports `batch`, leaving it empty; its buffers are recycled once the request is
+    /// written.
     async fn export(&mut self, batch: &mut Vec<EncodedSpan>) -> OTelSdkResult {
         if batch.is_empty() {
             return Ok(());
         }
         let count = batch.len() as u64;
-        let outcome =
-            tokio::time::timeout(self.config.export_timeout, self.exporter.export(batch)).await;
-        for span in batch.drain(..) {
-            let mut bytes = span.bytes;
-            if bytes.capacity() <= MAX_RECYCLED_CAPACITY {
-                bytes.clear();
-                let _ = self.recycle.try_send(bytes);
-            }
-        }
+        let spans = std::mem::replace(batch, Vec::with_capacity(self.config.max_export_batch_size));
+        let outcome = tokio::time::timeout(
+            self.config.export_timeout,
+            self.exporter
+                .export(SpanBatch::new(spans, self.recycle.clone())),
+        )
+        .await;
         let result = match outcome {
             Ok(Ok(())) => {
                 self.counters.exported.increment(count);

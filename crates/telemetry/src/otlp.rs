@@ -142,39 +142,157 @@ pub(crate) fn encode_resource(resource: &Resource) -> Vec<u8> {
     buf
 }
 
-/// Assembles one `ExportTraceServiceRequest` from the encoded resource and spans; spans
-/// in a row with the same instrumentation scope share one `ScopeSpans`.
+/// Assembles one `ExportTraceServiceRequest` from the encoded resource and spans into a
+/// vector.
 pub(crate) fn encode_request(resource: &[u8], spans: &[EncodedSpan]) -> Vec<u8> {
-    let spans_len: usize = spans.iter().map(|s| s.bytes.len()).sum();
-    let mut buf = Vec::with_capacity(resource.len() + spans_len + 64);
-    let resource_spans = begin(&mut buf, 1);
-    buf.extend_from_slice(resource);
-    let mut rest = spans;
-    while let Some(first) = rest.first() {
-        let scope = &first.scope;
-        let same = rest
-            .iter()
-            .take_while(|s| same_scope(&s.scope, scope))
-            .count();
-        let scope_spans = begin(&mut buf, 2);
-        let scope_at = begin(&mut buf, 1);
-        put_bytes(&mut buf, 1, scope.name().as_bytes());
-        if let Some(version) = scope.version() {
-            put_bytes(&mut buf, 2, version.as_bytes());
-        }
-        put_key_values(&mut buf, 3, scope.attributes());
-        end(&mut buf, scope_at);
-        for span in &rest[..same] {
-            buf.extend_from_slice(&span.bytes);
-        }
-        if let Some(schema_url) = scope.schema_url() {
-            put_bytes(&mut buf, 3, schema_url.as_bytes());
-        }
-        end(&mut buf, scope_spans);
-        rest = &rest[same..];
-    }
-    end(&mut buf, resource_spans);
+    let request = RequestLayout::new(resource, spans);
+    let mut buf = Vec::with_capacity(request.len());
+    request.write(&mut buf);
     buf
+}
+
+/// One `ExportTraceServiceRequest` about to be written: the resource, and spans in a row
+/// with the same instrumentation scope grouped into one `ScopeSpans`. Lengths are exact,
+/// so the request can be written front to back into any buffer (tonic's, for gRPC).
+#[derive(Debug)]
+struct RequestLayout<'a> {
+    resource: &'a [u8],
+    groups: Vec<ScopeGroup<'a>>,
+    /// Length of the `ResourceSpans` message.
+    resource_spans_len: usize,
+}
+
+/// One `ScopeSpans` of a request.
+#[derive(Debug)]
+struct ScopeGroup<'a> {
+    /// The `ScopeSpans.scope` field (key, length, `InstrumentationScope`).
+    scope: Vec<u8>,
+    spans: &'a [EncodedSpan],
+    schema_url: Option<&'a str>,
+    /// Length of the `ScopeSpans` message.
+    len: usize,
+}
+
+impl<'a> RequestLayout<'a> {
+    fn new(resource: &'a [u8], spans: &'a [EncodedSpan]) -> Self {
+        let mut groups = Vec::new();
+        let mut rest = spans;
+        while let Some(first) = rest.first() {
+            let scope = &first.scope;
+            let same = rest
+                .iter()
+                .take_while(|s| same_scope(&s.scope, scope))
+                .count();
+            let mut scope_field = Vec::new();
+            let at = begin(&mut scope_field, 1);
+            put_bytes(&mut scope_field, 1, scope.name().as_bytes());
+            if let Some(version) = scope.version() {
+                put_bytes(&mut scope_field, 2, version.as_bytes());
+            }
+            put_key_values(&mut scope_field, 3, scope.attributes());
+            end(&mut scope_field, at);
+            let schema_url = scope.schema_url();
+            let len = scope_field.len()
+                + rest[..same].iter().map(|s| s.bytes.len()).sum::<usize>()
+                + schema_url.map_or(0, |url| field_len(url.len()));
+            groups.push(ScopeGroup {
+                scope: scope_field,
+                spans: &rest[..same],
+                schema_url,
+                len,
+            });
+            rest = &rest[same..];
+        }
+        let resource_spans_len =
+            resource.len() + groups.iter().map(|g| field_len(g.len)).sum::<usize>();
+        Self {
+            resource,
+            groups,
+            resource_spans_len,
+        }
+    }
+
+    /// The encoded length of the request.
+    fn len(&self) -> usize {
+        field_len(self.resource_spans_len)
+    }
+
+    fn write(&self, dst: &mut impl BufMut) {
+        dst.put_u8(tag(1, LEN));
+        put_varint(dst, self.resource_spans_len as u64);
+        dst.put_slice(self.resource);
+        for group in &self.groups {
+            dst.put_u8(tag(2, LEN));
+            put_varint(dst, group.len as u64);
+            dst.put_slice(&group.scope);
+            for span in group.spans {
+                dst.put_slice(&span.bytes);
+            }
+            if let Some(url) = group.schema_url {
+                dst.put_u8(tag(3, LEN));
+                put_varint(dst, url.len() as u64);
+                dst.put_slice(url.as_bytes());
+            }
+        }
+    }
+}
+
+/// The length of a length-delimited field with a one-byte key and a `len`-byte body.
+fn field_len(len: usize) -> usize {
+    1 + varint_len(len) + len
+}
+
+/// The one-byte key of a field below 16.
+const fn tag(field: u8, wire_type: u8) -> u8 {
+    (field << 3) | wire_type
+}
+
+fn put_varint(dst: &mut impl BufMut, mut value: u64) {
+    while value >= 0x80 {
+        dst.put_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    dst.put_u8(value as u8);
+}
+
+/// A batch of encoded spans on its way out. Dropping it (once its request is written, or
+/// abandoned) hands the span buffers back to the batch span processor for reuse.
+#[derive(Debug)]
+pub(crate) struct SpanBatch {
+    spans: Vec<EncodedSpan>,
+    recycle: crossbeam_channel::Sender<Vec<u8>>,
+}
+
+/// Span buffers larger than this (a span with huge attributes) are freed after export
+/// instead of recycled, so that one outlier does not pin its memory in the pool.
+const MAX_RECYCLED_CAPACITY: usize = 4 * 1024;
+
+impl SpanBatch {
+    pub(crate) fn new(
+        spans: Vec<EncodedSpan>,
+        recycle: crossbeam_channel::Sender<Vec<u8>>,
+    ) -> Self {
+        Self { spans, recycle }
+    }
+}
+
+impl Drop for SpanBatch {
+    fn drop(&mut self) {
+        for span in self.spans.drain(..) {
+            let mut bytes = span.bytes;
+            if bytes.capacity() <= MAX_RECYCLED_CAPACITY {
+                bytes.clear();
+                let _ = self.recycle.try_send(bytes);
+            }
+        }
+    }
+}
+
+/// What the gRPC codec writes: the resource and a batch, straight into tonic's buffer.
+#[derive(Debug)]
+struct GrpcRequest {
+    resource: Bytes,
+    batch: SpanBatch,
 }
 
 /// Scope equality with a fast path for the usual case: the same static strings.
@@ -372,7 +490,7 @@ pub(crate) struct OtlpSpanExporter {
     compression: Compression,
     timeout: Duration,
     /// The encoded `ResourceSpans.resource` field.
-    resource: Vec<u8>,
+    resource: Bytes,
 }
 
 impl OtlpSpanExporter {
@@ -422,28 +540,25 @@ impl OtlpSpanExporter {
             transport,
             compression: config.compression,
             timeout: config.timeout,
-            resource: encode_resource(&Resource::builder_empty().build()),
+            resource: Bytes::from(encode_resource(&Resource::builder_empty().build())),
         })
     }
 
     /// Sets the resource every request carries.
     pub(crate) fn set_resource(&mut self, resource: &Resource) {
-        self.resource = encode_resource(resource);
+        self.resource = Bytes::from(encode_resource(resource));
     }
 
     /// Exports one batch of encoded spans.
-    pub(crate) async fn export(&self, spans: &[EncodedSpan]) -> OTelSdkResult {
-        let body = encode_request(&self.resource, spans);
-        self.send(body).await
-    }
-
-    async fn send(&self, body: Vec<u8>) -> OTelSdkResult {
+    pub(crate) async fn export(&self, batch: SpanBatch) -> OTelSdkResult {
         match &self.transport {
             Transport::Http {
                 client,
                 url,
                 headers,
             } => {
+                let body = encode_request(&self.resource, &batch.spans);
+                drop(batch);
                 let (body, gzip) = match self.compression {
                     Compression::Gzip => (gzip(&body)?, true),
                     Compression::None => (body, false),
@@ -472,11 +587,15 @@ impl OtlpSpanExporter {
                 client.ready().await.map_err(|e| {
                     OTelSdkError::InternalFailure(format!("OTLP/gRPC export failed: {e}"))
                 })?;
-                let mut request = tonic::Request::new(Bytes::from(body));
+                // Encoded by the codec into tonic's own buffer: no intermediate copy.
+                let mut request = tonic::Request::new(GrpcRequest {
+                    resource: self.resource.clone(),
+                    batch,
+                });
                 *request.metadata_mut() = metadata.clone();
                 request.set_timeout(self.timeout);
                 client
-                    .unary::<Bytes, (), RawCodec>(
+                    .unary::<GrpcRequest, (), RawCodec>(
                         request,
                         http::uri::PathAndQuery::from_static(
                             "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -508,13 +627,14 @@ fn gzip(body: &[u8]) -> Result<Vec<u8>, OTelSdkError> {
         .map_err(|e| OTelSdkError::InternalFailure(format!("gzip failed: {e}")))
 }
 
-/// A tonic codec that sends pre-encoded protobuf bytes and ignores the response body
-/// (an `ExportTraceServiceResponse`, whose partial-success details are optional).
+/// A tonic codec that writes a [`GrpcRequest`] from its pre-encoded parts and ignores the
+/// response body (an `ExportTraceServiceResponse`, whose partial-success details are
+/// optional).
 #[derive(Debug, Clone, Copy, Default)]
 struct RawCodec;
 
 impl tonic::codec::Codec for RawCodec {
-    type Encode = Bytes;
+    type Encode = GrpcRequest;
     type Decode = ();
     type Encoder = RawEncoder;
     type Decoder = RawDecoder;
@@ -532,15 +652,17 @@ impl tonic::codec::Codec for RawCodec {
 struct RawEncoder;
 
 impl tonic::codec::Encoder for RawEncoder {
-    type Item = Bytes;
+    type Item = GrpcRequest;
     type Error = tonic::Status;
 
     fn encode(
         &mut self,
-        item: Bytes,
+        item: GrpcRequest,
         dst: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), Self::Error> {
-        dst.put(item);
+        let request = RequestLayout::new(&item.resource, &item.batch.spans);
+        dst.reserve(request.len());
+        request.write(dst);
         Ok(())
     }
 }
