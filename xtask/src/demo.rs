@@ -590,8 +590,11 @@ fn analyse(
         .chain(delivery.hop_stages())
         .collect();
     let saved = run_dir.join("analysis.json");
-    println!("
-$ tracker analyze --url {tracker_url} --expect {}", expected.join(","));
+    println!(
+        "
+$ tracker analyze --url {tracker_url} --expect {}",
+        expected.join(",")
+    );
     let output = Command::new(bin.join("tracker"))
         .args(["analyze", "--url", tracker_url, "--top", "5", "--expect"])
         .arg(expected.join(","))
@@ -609,7 +612,9 @@ $ tracker analyze --url {tracker_url} --expect {}", expected.join(","));
         .with_context(|| format!("cannot read {}", saved.display()))?;
     let report: Value = serde_json::from_str(&text).context("tracker analyze wrote no JSON")?;
     let count = |field: &str| report[field].as_u64().unwrap_or(0);
-    let not_processed = report["missing_stages"]["process_frame"].as_u64().unwrap_or(0);
+    let not_processed = report["missing_stages"]["process_frame"]
+        .as_u64()
+        .unwrap_or(0);
     Ok(Analysis {
         frames: count("frames"),
         processed: count("frames") - not_processed.min(count("frames")),
