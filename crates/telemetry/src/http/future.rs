@@ -7,11 +7,11 @@ use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Instant;
 
 use http::Response;
+use opentelemetry::KeyValue;
 use opentelemetry::trace::{Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue};
 use std::sync::Arc;
 
-use crate::http::layer::{LayerState, RequestRoute};
+use crate::http::layer::{LayerState, RequestRoute, StartedSpan};
 use crate::http::{
     CurrentServerSpan, ResponseError, TRACEPARENT, X_TRACE_ID, trace_response_headers,
 };
@@ -39,7 +39,7 @@ pub(crate) struct RequestState<R> {
     pub(crate) method: usize,
     pub(crate) route: RequestRoute<R>,
     pub(crate) start: Instant,
-    pub(crate) cx: Option<Context>,
+    pub(crate) span: Option<StartedSpan>,
 }
 
 impl<F, R> ResponseFuture<F, R> {
@@ -68,8 +68,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.request.as_ref().and_then(|r| r.cx.as_ref()) {
-            Some(otel_cx) => {
+        let result = match this.request.as_ref().and_then(|r| r.span.as_ref()) {
+            Some(StartedSpan { cx: otel_cx, .. }) => {
                 // The handler's own spans and log lines find the server span as current.
                 let _attached = otel_cx.clone().attach();
                 let _current = CurrentServerSpan::enter(otel_cx);
@@ -101,8 +101,9 @@ impl<R: AsRef<str>> RequestState<R> {
     fn finish_response<B>(mut self, response: &mut Response<B>) {
         let status = response.status().as_u16();
         let metrics = &self.state.metrics;
+        let elapsed = self.start.elapsed();
         self.route
-            .record_duration(metrics, self.method, status, self.start.elapsed());
+            .record_duration(metrics, self.method, status, elapsed);
         let handler_error = response.extensions().get::<ResponseError>().cloned();
         let status_error = (status >= 500).then(|| status.to_string());
         let error_type: Option<&str> = handler_error
@@ -112,7 +113,11 @@ impl<R: AsRef<str>> RequestState<R> {
         if let Some(error_type) = error_type {
             metrics.record_error(self.method, self.route(), error_type);
         }
-        let Some(otel_cx) = self.cx.take() else {
+        let Some(StartedSpan {
+            cx: otel_cx,
+            start_time,
+        }) = self.span.take()
+        else {
             return;
         };
         let span = otel_cx.span();
@@ -141,7 +146,7 @@ impl<R: AsRef<str>> RequestState<R> {
             headers.insert(X_TRACE_ID, trace_id);
             headers.insert(TRACEPARENT, traceparent);
         }
-        span.end();
+        span.end_with_timestamp(start_time + elapsed);
     }
 
     fn finish_error<E: std::fmt::Display>(mut self, error: &E) {
@@ -149,7 +154,11 @@ impl<R: AsRef<str>> RequestState<R> {
         self.state
             .metrics
             .record_error(self.method, self.route(), error_type);
-        let Some(otel_cx) = self.cx.take() else {
+        let Some(StartedSpan {
+            cx: otel_cx,
+            start_time,
+        }) = self.span.take()
+        else {
             return;
         };
         let span = otel_cx.span();
@@ -162,7 +171,7 @@ impl<R: AsRef<str>> RequestState<R> {
                 KeyValue::new("exception.message", error.to_string()),
             ],
         );
-        span.end();
+        span.end_with_timestamp(start_time + self.start.elapsed());
     }
 }
 
@@ -171,10 +180,10 @@ impl<R> Drop for RequestState<R> {
         self.state.metrics.active(self.method).decrement(1.0);
         // Abandoned (client went away, timeout layer fired): end the span now instead of
         // whenever the last clone of its context goes away.
-        if let Some(otel_cx) = self.cx.take() {
-            let span = otel_cx.span();
+        if let Some(StartedSpan { cx, start_time }) = self.span.take() {
+            let span = cx.span();
             span.set_attribute(KeyValue::new("error.type", "cancelled"));
-            span.end();
+            span.end_with_timestamp(start_time + self.start.elapsed());
         }
     }
 }

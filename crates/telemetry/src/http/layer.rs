@@ -1,11 +1,12 @@
 //! [`TelemetryLayer`]: the `tower::Layer` half.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderName, Request};
 use opentelemetry::propagation::TextMapCompositePropagator;
@@ -45,14 +46,35 @@ pub(crate) struct LayerState {
     routes: Routes,
 }
 
+/// A request's server span and when it started. The span ends at the start time plus the
+/// request's duration on the monotonic clock (the one its metrics use), which spares a
+/// clock read and keeps the span's duration immune to wall-clock steps.
+#[derive(Debug)]
+pub(crate) struct StartedSpan {
+    pub(crate) cx: Context,
+    pub(crate) start_time: SystemTime,
+}
+
 /// What the layer keeps per route template for the life of the process: the route string,
 /// the span name per method and the duration histograms, found with one map lookup per
 /// request so that a request allocates none of them. Routes are templates, so the set is
 /// small; past [`Routes::LIMIT`] entries (a route strategy that returns raw paths) a
 /// request builds its names and finds its histogram per request instead.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Routes {
+    /// Distinguishes this layer's entries in [`RECENT_ROUTES`].
+    id: u64,
     map: RwLock<HashMap<Box<str>, &'static RouteEntry>>,
+}
+
+/// Source of [`Routes::id`].
+static NEXT_ROUTES_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The route entries this thread resolved last, with their layer's id: a request for
+    /// a recent route finds its entry without the map's lock and hash.
+    static RECENT_ROUTES: Cell<[Option<(u64, &'static RouteEntry)>; 4]> =
+        const { Cell::new([None; 4]) };
 }
 
 /// One kept route (leaked: entries live as long as the process and are bounded in number).
@@ -77,7 +99,28 @@ pub(crate) enum RequestRoute<R> {
 impl Routes {
     const LIMIT: usize = 4_096;
 
+    fn new() -> Self {
+        Self {
+            id: NEXT_ROUTES_ID.fetch_add(1, Ordering::Relaxed),
+            map: RwLock::default(),
+        }
+    }
+
     fn get(&self, route: &str) -> Option<&'static RouteEntry> {
+        let recent = RECENT_ROUTES.get();
+        if let Some((_, entry)) = recent
+            .iter()
+            .flatten()
+            .find(|(id, entry)| *id == self.id && entry.route == route)
+        {
+            return Some(entry);
+        }
+        let entry = self.lookup(route)?;
+        RECENT_ROUTES.set([Some((self.id, entry)), recent[0], recent[1], recent[2]]);
+        Some(entry)
+    }
+
+    fn lookup(&self, route: &str) -> Option<&'static RouteEntry> {
         if let Ok(map) = self.map.read()
             && let Some(entry) = map.get(route)
         {
@@ -221,7 +264,7 @@ impl TelemetryLayer {
                     })
                     .collect(),
                 metrics: ServerMetrics::new(),
-                routes: Routes::default(),
+                routes: Routes::new(),
             }),
             route: MatchedPathRoute,
         }
@@ -268,8 +311,9 @@ impl LayerState {
         request: &Request<B>,
         method: usize,
         route: &RequestRoute<R>,
-    ) -> Option<Context> {
+    ) -> Option<StartedSpan> {
         let tracer = self.tracer.as_ref()?;
+        let start_time = SystemTime::now();
         // Most requests carry no context; skip the propagators' work for them. The parent
         // is only ever what the request carries, never whatever context the thread holds.
         let headers = request.headers();
@@ -366,9 +410,13 @@ impl LayerState {
         let span = tracer
             .span_builder(name)
             .with_kind(SpanKind::Server)
+            .with_start_time(start_time)
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);
-        Some(parent.with_span(span))
+        Some(StartedSpan {
+            cx: parent.with_span(span),
+            start_time,
+        })
     }
 }
 
@@ -401,6 +449,23 @@ mod tests {
         assert_eq!(split_host_port("example.com"), ("example.com", None));
         assert_eq!(split_host_port("[::1]:3000"), ("::1", Some(3000)));
         assert_eq!(split_host_port("host:notaport"), ("host", None));
+    }
+
+    #[test]
+    fn routes_are_kept_per_layer_and_found_again() {
+        let first = Routes::new();
+        let second = Routes::new();
+        let kept = first.get("/frames/{id}").unwrap();
+        let other = second.get("/frames/{id}").unwrap();
+        assert!(!std::ptr::eq(kept, other));
+        // More routes than the thread-local cache holds.
+        for i in 0..10 {
+            let route = format!("/r{i}/{{id}}");
+            assert_eq!(first.get(&route).unwrap().route, route);
+        }
+        assert!(std::ptr::eq(first.get("/frames/{id}").unwrap(), kept));
+        assert!(std::ptr::eq(second.get("/frames/{id}").unwrap(), other));
+        assert_eq!(kept.route, "/frames/{id}");
     }
 
     #[test]

@@ -41,13 +41,13 @@ where
         let start = Instant::now();
         let method = method_index(request.method());
         let route = self.state.resolve_route(self.route.route(&request));
-        let cx = self.state.start_span(&request, method, &route);
+        let span = self.state.start_span(&request, method, &route);
         self.state.metrics.active(method).increment(1.0);
-        let inner = match &cx {
+        let inner = match &span {
             // Handlers that do work before their first await see the server span too.
-            Some(cx) => {
-                let _attached = cx.clone().attach();
-                let _current = CurrentServerSpan::enter(cx);
+            Some(span) => {
+                let _attached = span.cx.clone().attach();
+                let _current = CurrentServerSpan::enter(&span.cx);
                 self.inner.call(request)
             }
             None => self.inner.call(request),
@@ -59,7 +59,7 @@ where
                 method,
                 route,
                 start,
-                cx,
+                span,
             },
         )
     }
