@@ -50,4 +50,5 @@ backend_tests!(
     status_counts_events_frames_and_positions,
     reopening_the_store_keeps_everything,
     concurrent_appends_all_land_with_unique_positions,
+    prepared_batches_append_as_one_batch_in_order,
 );

@@ -763,3 +763,59 @@ pub(crate) async fn concurrent_appends_all_land_with_unique_positions(test: Test
         .expect("camera");
     assert_eq!((camera.frames, camera.events), (16, 800));
 }
+
+pub(crate) async fn prepared_batches_append_as_one_batch_in_order(test: TestStore) {
+    let store = &test.store;
+    let (a, b) = (frame("cam01"), frame("cam02"));
+    let mut capture = event(&a, "capture", 1_000, 2_000);
+    capture
+        .attributes
+        .insert("frame.size_bytes".to_owned(), serde_json::json!(1024));
+    let first = vec![
+        capture,
+        event(&b, "capture", 1_500, 2_500),
+        event(&a, "encode", 2_000, 3_000),
+    ];
+    let repeated = first[2].clone();
+    let second = vec![
+        event(&b, "process", 3_000, 9_000),
+        repeated,
+        failed(event(&a, "process", 900, 4_000), "boom"),
+    ];
+    let batches = [
+        Arc::new(store::PreparedEvents::new(first.clone())),
+        Arc::new(store::PreparedEvents::new(Vec::new())),
+        Arc::new(store::PreparedEvents::new(second.clone())),
+    ];
+    let outcome = store.append_prepared(&batches).await.expect("append");
+    assert_eq!((outcome.inserted, outcome.duplicates), (5, 1));
+
+    // Positions follow the batches' order, as one append of all of them would.
+    let mut stored: Vec<StoredEvent> = store.journey(&a).await.expect("journey");
+    stored.extend(store.journey(&b).await.expect("journey"));
+    stored.sort_by_key(|stored| stored.position);
+    let in_position_order: Vec<_> = stored.iter().map(|stored| stored.event.event_id).collect();
+    let expected: Vec<_> = first
+        .iter()
+        .chain([&second[0], &second[2]])
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(in_position_order, expected);
+    // Stored unchanged, attributes included.
+    assert_eq!(stored[0].event, first[0]);
+
+    let a_summary = summary(store, &a).await;
+    assert_eq!(a_summary.stages, ["process", "capture", "encode"]);
+    assert_eq!(a_summary.status, FrameStatus::Failed);
+    assert_eq!(a_summary.events, 3);
+    let status = store.status().await.expect("status");
+    assert_eq!((status.events, status.frames), (5, 2));
+    assert_eq!(
+        store
+            .append_prepared(&[Arc::new(store::PreparedEvents::new(first))])
+            .await
+            .expect("append")
+            .duplicates,
+        3
+    );
+}
