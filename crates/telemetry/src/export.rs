@@ -159,10 +159,9 @@ impl BatchSpanProcessor {
         shutdown_timeout: Duration,
     ) -> Self {
         let (spans, span_rx) = crossbeam_channel::bounded(config.max_queue_size);
-        // Every buffer in use is queued or in the batch being exported, so this holds them
-        // all.
-        let (recycle, buffers) =
-            crossbeam_channel::bounded(config.max_queue_size + config.max_export_batch_size);
+        // As many buffers as the queue holds spans: at steady state fewer are in use
+        // (queued or in the batch being written); beyond that they are freed.
+        let (recycle, buffers) = crossbeam_channel::bounded(config.max_queue_size);
         let (control, control_rx) = mpsc::unbounded_channel();
         let counters = ExportCounters::register();
         let batch_ready = Arc::new(BatchSignal::default());

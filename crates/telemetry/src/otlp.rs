@@ -263,9 +263,10 @@ pub(crate) struct SpanBatch {
     recycle: crossbeam_channel::Sender<Vec<u8>>,
 }
 
-/// Span buffers larger than this (a span with huge attributes) are freed after export
-/// instead of recycled, so that one outlier does not pin its memory in the pool.
-const MAX_RECYCLED_CAPACITY: usize = 4 * 1024;
+/// Span buffers larger than this (a span with many or long attributes) are freed after
+/// export instead of recycled, so that the pool (at most `OTEL_BSP_MAX_QUEUE_SIZE`
+/// buffers) holds at most 2048 x 2 KiB; a usual span takes 300 to 600 bytes.
+const MAX_RECYCLED_CAPACITY: usize = 2 * 1024;
 
 impl SpanBatch {
     pub(crate) fn new(
