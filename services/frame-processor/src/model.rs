@@ -226,7 +226,11 @@ impl FrameInput {
                         self.format.as_str()
                     ))
                 })?;
-                decoded.to_rgb8()
+                // `into_rgb8` hands over the decoder's buffer when it is RGB8 already (PNG
+                // and JPEG from the cameras are); `to_rgb8` copied it, a frame-sized
+                // allocation per frame that glibc malloc often returned to the kernel and
+                // faulted back in on the next frame (see the README's Overhead section).
+                decoded.into_rgb8()
             }
         };
         if image.dimensions() != (self.width, self.height) {
