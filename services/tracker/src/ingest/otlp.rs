@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use frame_tracking::FrameId;
+use frame_tracking::{FrameId, FrameIdError};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -102,6 +102,14 @@ impl Conversion {
 /// Converts every span of `request`.
 pub fn convert(request: &ExportTraceServiceRequest) -> Conversion {
     let mut conversion = Conversion::default();
+    let spans = request
+        .resource_spans
+        .iter()
+        .flat_map(|resource_spans| &resource_spans.scope_spans)
+        .map(|scope_spans| scope_spans.spans.len())
+        .sum();
+    conversion.events.reserve(spans);
+    let mut frame_ids = FrameIds::default();
     let mut resource_attributes = Vec::new();
     let mut span_attributes = Vec::new();
     for resource_spans in &request.resource_spans {
@@ -131,7 +139,7 @@ pub fn convert(request: &ExportTraceServiceRequest) -> Conversion {
                     attributes: &span_attributes,
                     events: SpanEvents::Proto(&span.events),
                 };
-                conversion.add(convert_span(&view, &context));
+                conversion.add(convert_span(&view, &context, &mut frame_ids));
             }
         }
     }
@@ -217,6 +225,26 @@ enum SpanEvents<'a, 'b> {
     Encoded(&'b [&'a [u8]]),
 }
 
+/// Parses `frame.id`s, remembering the last one: a frame's spans usually come one after
+/// another, and a parsed id keeps its exact text, so the same text is the same id.
+#[derive(Debug, Default)]
+struct FrameIds {
+    last: Option<FrameId>,
+}
+
+impl FrameIds {
+    fn parse(&mut self, text: &str) -> Result<FrameId, FrameIdError> {
+        if let Some(last) = self.last
+            && last.as_str() == text
+        {
+            return Ok(last);
+        }
+        let parsed = text.parse::<FrameId>()?;
+        self.last = Some(parsed);
+        Ok(parsed)
+    }
+}
+
 /// What every span of one resource shares.
 struct ResourceContext<'a> {
     service: String,
@@ -258,7 +286,11 @@ impl<'a> ValueView<'a> {
     }
 }
 
-fn convert_span(span: &SpanView<'_, '_>, resource: &ResourceContext<'_>) -> Outcome {
+fn convert_span(
+    span: &SpanView<'_, '_>,
+    resource: &ResourceContext<'_>,
+    frame_ids: &mut FrameIds,
+) -> Outcome {
     let Some(frame_id_value) = find(span.attributes, FRAME_ID_ATTRIBUTE) else {
         return Outcome::NoFrameId;
     };
@@ -266,7 +298,7 @@ fn convert_span(span: &SpanView<'_, '_>, resource: &ResourceContext<'_>) -> Outc
     let Some(frame_id_text) = as_str(frame_id_value) else {
         return Outcome::Rejected(format!("span {name:?}: frame.id is not a string"));
     };
-    let frame_id = match frame_id_text.parse::<FrameId>() {
+    let frame_id = match frame_ids.parse(frame_id_text) {
         Ok(frame_id) => frame_id,
         Err(error) => {
             let shown = truncate(frame_id_text, 80);
