@@ -54,7 +54,8 @@
 //! rounds and the spread of the per-chunk ratios. With `taskset` and two or more CPUs the
 //! processors run pinned to the last CPU and bench-load and the tracker to CPU 0, as in
 //! `bench middleware`. Results are printed and written to `target/bench/pipeline.json`;
-//! service logs go to `target/bench/logs/pipeline/`.
+//! service logs go to `target/bench/logs/pipeline/`. The rendered bodies (about 0.7 MB a
+//! frame) are deleted when the run ends.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -204,6 +205,17 @@ struct Processor {
     spawned: Spawned,
     url: String,
     last: CpuTime,
+}
+
+impl Drop for Setup {
+    /// The bodies take hundreds of megabytes and are rendered again by every run.
+    fn drop(&mut self) {
+        for path in
+            std::iter::once(&self.warmup_bodies).chain(self.chunks.iter().map(|(path, _)| path))
+        {
+            let _ = fs::remove_file(path);
+        }
+    }
 }
 
 impl Mode {
