@@ -41,12 +41,15 @@ async fn main() -> anyhow::Result<()> {
     })
     .await
     .context("cannot start the sink")?;
+    // Listen for signals before announcing the endpoints: whoever reads them may send
+    // SIGTERM at once, and an unhandled SIGTERM would kill the sink without its report.
+    let stop = stop_signal().context("cannot listen for signals")?;
     println!(
         "{}",
         serde_json::json!({ "grpc": sink.grpc_endpoint(), "http": sink.http_endpoint() })
     );
 
-    stop_signal().await.context("cannot listen for signals")?;
+    stop.await;
 
     let counts = sink.counts();
     let sink_spans = sink.spans();
@@ -171,20 +174,25 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
+/// Registers the SIGTERM and SIGINT handlers now; the future completes on either.
 #[cfg(unix)]
-async fn stop_signal() -> std::io::Result<()> {
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
+/// Completes on Ctrl-C.
 #[cfg(not(unix))]
-async fn stop_signal() -> std::io::Result<()> {
-    tokio::signal::ctrl_c().await
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
