@@ -73,9 +73,10 @@ impl AsRef<str> for MatchedRoute {
 ///
 /// An axum extractor that never rejects: without the layer (or with telemetry disabled)
 /// setting attributes does nothing. It is the span of the request whose handler is running:
-/// the layer makes it current while it calls and polls the inner service (instead of
-/// storing a copy in every request's extensions), so extract it in the handler or in a
-/// middleware inside the layer, not in a task the handler spawned.
+/// the layer makes it current while it polls the inner service's response future, where
+/// axum runs extractors (instead of storing a copy in every request's extensions), so
+/// extract it in the handler or in a middleware inside the layer, not in a task the
+/// handler spawned.
 ///
 /// ```
 /// use telemetry::http::ServerSpan;
@@ -96,7 +97,7 @@ thread_local! {
 
 impl ServerSpan {
     /// The server span of the request being handled on this thread: empty outside the
-    /// layer's `call` and its response future's `poll`, or with telemetry disabled.
+    /// layer's response future's `poll`, or with telemetry disabled.
     pub fn current() -> Self {
         Self(CURRENT_SERVER_SPAN.with_borrow(Clone::clone))
     }

@@ -9,7 +9,7 @@ use tower::Service;
 
 use crate::http::future::{RequestState, ResponseFuture};
 use crate::http::layer::LayerState;
-use crate::http::{CurrentServerSpan, RouteLabel, method_index};
+use crate::http::{RouteLabel, method_index};
 
 /// The service [`crate::http::TelemetryLayer`] wraps around a handler.
 #[derive(Debug, Clone)]
@@ -47,7 +47,6 @@ where
             // Handlers that do work before their first await see the server span too.
             Some(span) => {
                 let _attached = span.cx.clone().attach();
-                let _current = CurrentServerSpan::enter(&span.cx);
                 self.inner.call(request)
             }
             None => self.inner.call(request),
