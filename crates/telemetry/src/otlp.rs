@@ -358,14 +358,24 @@ fn put_key_values<'a>(
 ) {
     for kv in attributes {
         let name = kv.key.as_str();
-        let value_len = any_value_len(&kv.value);
-        let len = 1 + varint_len(name.len()) + name.len() + 1 + varint_len(value_len) + value_len;
+        // Strings are most attributes: one look at the value instead of three.
+        let (value_len, text) = match &kv.value {
+            Value::String(s) => {
+                let text = s.as_str();
+                (field_len(text.len()), Some(text))
+            }
+            other => (any_value_len(other), None),
+        };
+        let len = field_len(name.len()) + field_len(value_len);
         key(buf, field, LEN);
         varint(buf, len as u64);
         put_bytes(buf, 1, name.as_bytes());
         key(buf, 2, LEN);
         varint(buf, value_len as u64);
-        put_any_value_body(buf, &kv.value);
+        match text {
+            Some(text) => put_bytes(buf, 1, text.as_bytes()),
+            None => put_any_value_body(buf, &kv.value),
+        }
     }
 }
 
