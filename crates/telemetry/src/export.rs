@@ -159,9 +159,10 @@ impl BatchSpanProcessor {
         shutdown_timeout: Duration,
     ) -> Self {
         let (spans, span_rx) = crossbeam_channel::bounded(config.max_queue_size);
-        // As many buffers as the queue holds spans: at steady state fewer are in use
-        // (queued or in the batch being written); beyond that they are freed.
-        let (recycle, buffers) = crossbeam_channel::bounded(config.max_queue_size);
+        // One batch worth of spare buffers: a written batch refills the pool, and the spans
+        // ended while the next one is exported take from it. Buffers beyond that (a burst
+        // that filled the queue) are freed rather than kept for good.
+        let (recycle, buffers) = crossbeam_channel::bounded(config.max_export_batch_size);
         let (control, control_rx) = mpsc::unbounded_channel();
         let counters = ExportCounters::register();
         let batch_ready = Arc::new(BatchSignal::default());

@@ -264,8 +264,8 @@ pub(crate) struct SpanBatch {
 }
 
 /// Span buffers larger than this (a span with many or long attributes) are freed after
-/// export instead of recycled, so that the pool (at most `OTEL_BSP_MAX_QUEUE_SIZE`
-/// buffers) holds at most 2048 x 2 KiB; a usual span takes 300 to 600 bytes.
+/// export instead of recycled, so that the pool (at most `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
+/// buffers) holds at most 512 x 2 KiB; a usual span takes 300 to 600 bytes.
 const MAX_RECYCLED_CAPACITY: usize = 2 * 1024;
 
 impl SpanBatch {

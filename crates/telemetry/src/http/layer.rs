@@ -173,10 +173,9 @@ impl<R: AsRef<str>> RequestRoute<R> {
         match self {
             Self::Unmatched => Cow::Borrowed(verb),
             Self::Kept(entry) => Cow::Borrowed(
-                entry.names[method]
-                    .get_or_init(|| Box::leak(format!("{verb} {}", entry.route).into_boxed_str())),
+                entry.names[method].get_or_init(|| leaked_span_name(verb, entry.route)),
             ),
-            Self::Other(route) => Cow::Owned(format!("{verb} {}", route.as_ref())),
+            Self::Other(route) => Cow::Owned(span_name(verb, route.as_ref())),
         }
     }
 
@@ -185,20 +184,43 @@ impl<R: AsRef<str>> RequestRoute<R> {
         match self {
             Self::Unmatched => None,
             Self::Kept(entry) => Some(Value::from(entry.route)),
-            Self::Other(route) => Some(Value::from(route.as_ref().to_owned())),
+            Self::Other(route) => Some(owned_value(route.as_ref())),
         }
     }
 }
 
+// The rare paths of a request's span, kept out of line so the usual path stays compact
+// (it runs with cold caches when a handler does real work between requests).
+
+#[cold]
+#[inline(never)]
+fn leaked_span_name(verb: &str, route: &str) -> &'static str {
+    Box::leak(span_name(verb, route).into_boxed_str())
+}
+
+#[cold]
+#[inline(never)]
+fn span_name(verb: &str, route: &str) -> String {
+    format!("{verb} {route}")
+}
+
+#[cold]
+#[inline(never)]
+fn owned_value(text: &str) -> Value {
+    Value::from(text.to_owned())
+}
+
 /// Attribute values that repeat from one request to the next on a thread (the `Host` that
-/// clients send, their user agent, a keep-alive client's address), kept as the last value
-/// seen per thread so that a request shares the value instead of allocating a copy.
+/// clients send, their user agent, a keep-alive client's address, a path without
+/// parameters), kept as the last value seen per thread so that a request shares the value
+/// instead of allocating a copy.
 #[derive(Debug, Default)]
 struct RecentValues {
     /// The raw `Host`, its address part and its port.
     host: Option<(Arc<str>, Arc<str>, Option<u16>)>,
     user_agent: Option<Arc<str>>,
     client: Option<(IpAddr, Arc<str>)>,
+    path: Option<Arc<str>>,
 }
 
 thread_local! {
@@ -207,11 +229,16 @@ thread_local! {
 
 impl RecentValues {
     fn host(&mut self, raw: &str) -> (Arc<str>, Option<u16>) {
-        if let Some((kept, address, port)) = &self.host
-            && **kept == *raw
-        {
-            return (address.clone(), *port);
+        match &self.host {
+            Some((kept, address, port)) if **kept == *raw => (address.clone(), *port),
+            _ => self.new_host(raw),
         }
+    }
+
+    // The first request on a thread, or a client that changed: off the usual path.
+    #[cold]
+    #[inline(never)]
+    fn new_host(&mut self, raw: &str) -> (Arc<str>, Option<u16>) {
         let (address, port) = split_host_port(raw);
         let address: Arc<str> = Arc::from(address);
         let kept = if address.len() == raw.len() {
@@ -224,22 +251,41 @@ impl RecentValues {
     }
 
     fn user_agent(&mut self, agent: &str) -> Arc<str> {
-        match &self.user_agent {
-            Some(kept) if **kept == *agent => kept.clone(),
-            _ => self.user_agent.insert(Arc::from(agent)).clone(),
-        }
+        recent_str(&mut self.user_agent, agent)
+    }
+
+    fn path(&mut self, path: &str) -> Arc<str> {
+        recent_str(&mut self.path, path)
     }
 
     fn client(&mut self, ip: IpAddr) -> Arc<str> {
         match &self.client {
             Some((kept, text)) if *kept == ip => text.clone(),
-            _ => {
-                let text: Arc<str> = Arc::from(ip.to_string());
-                self.client = Some((ip, text.clone()));
-                text
-            }
+            _ => self.new_client(ip),
         }
     }
+
+    #[cold]
+    #[inline(never)]
+    fn new_client(&mut self, ip: IpAddr) -> Arc<str> {
+        let text: Arc<str> = Arc::from(ip.to_string());
+        self.client = Some((ip, text.clone()));
+        text
+    }
+}
+
+/// The kept string when it equals `text`, else `text` shared, kept in its place.
+fn recent_str(kept: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    match kept {
+        Some(kept) if **kept == *text => kept.clone(),
+        _ => replace_str(kept, text),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn replace_str(kept: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
+    kept.insert(Arc::from(text)).clone()
 }
 
 impl TelemetryLayer {
@@ -318,8 +364,7 @@ impl LayerState {
         // is only ever what the request carries, never whatever context the thread holds.
         let headers = request.headers();
         let parent = if headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE) {
-            self.propagator
-                .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+            self.extract_parent(headers)
         } else {
             Context::new()
         };
@@ -337,11 +382,11 @@ impl LayerState {
         if method_name == "_OTHER" {
             attributes.push(KeyValue::new(
                 "http.request.method_original",
-                request.method().as_str().to_owned(),
+                owned_value(request.method().as_str()),
             ));
         }
         // The path only: query strings carry tokens and signatures.
-        attributes.push(KeyValue::new("url.path", request.uri().path().to_owned()));
+        let path = request.uri().path();
         attributes.push(KeyValue::new(
             "url.scheme",
             match request.uri().scheme_str() {
@@ -374,6 +419,7 @@ impl LayerState {
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         RECENT.with_borrow_mut(|recent| {
+            attributes.push(KeyValue::new("url.path", recent.path(path)));
             if let Some(host) = host {
                 let (address, port) = recent.host(host);
                 attributes.push(KeyValue::new("server.address", address));
@@ -392,6 +438,32 @@ impl LayerState {
                 ));
             }
         });
+        if !self.capture_headers.is_empty() {
+            self.capture_headers(headers, &mut attributes);
+        }
+
+        let span = tracer
+            .span_builder(name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(start_time)
+            .with_attributes(attributes)
+            .start_with_context(tracer, &parent);
+        Some(StartedSpan {
+            cx: parent.with_span(span),
+            start_time,
+        })
+    }
+
+    /// The parent context the request's headers carry.
+    #[inline(never)]
+    fn extract_parent(&self, headers: &http::HeaderMap) -> Context {
+        self.propagator
+            .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    }
+
+    /// `http.request.header.<name>` for the allow-listed request headers present.
+    #[inline(never)]
+    fn capture_headers(&self, headers: &http::HeaderMap, attributes: &mut Vec<KeyValue>) {
         for (header, key) in &self.capture_headers {
             let values: Vec<opentelemetry::StringValue> = headers
                 .get_all(header)
@@ -406,17 +478,6 @@ impl LayerState {
                 ));
             }
         }
-
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_start_time(start_time)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        Some(StartedSpan {
-            cx: parent.with_span(span),
-            start_time,
-        })
     }
 }
 
