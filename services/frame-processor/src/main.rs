@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use frame_processor::{App, Config};
 use service_kit::env::Env;
 
+/// mimalloc instead of glibc malloc: every frame allocates and frees buffers of a frame's
+/// size, which glibc gives back to the kernel and faults in again (its heap trimming and
+/// mmap threshold), so a frame cost tens of page faults and their kernel time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     service_kit::serve::main(|| async {
         let config = Config::from_env(&Env::from_process())?;
