@@ -119,19 +119,8 @@ fn read_resource<'a>(bytes: &'a [u8], depth: u32, attributes: &mut Vec<Attribute
             2 => {
                 varint(field)?;
             }
-            3 => read_entity_ref(message(field)?, depth + 1)?,
+            3 => check(message(field)?, depth + 1, ENTITY_REF)?,
             _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn read_entity_ref(bytes: &[u8], depth: u32) -> Read<()> {
-    enter(depth)?;
-    let mut fields = Fields::new(bytes);
-    while let Some((tag, field)) = fields.next()? {
-        if (1..=4).contains(&tag) {
-            string(field)?;
         }
     }
     Ok(())
@@ -154,7 +143,7 @@ fn read_scope_spans<'a>(
             1 => {
                 let bytes = message(field)?;
                 once(&mut scope, bytes)?;
-                read_scope(bytes, depth + 1)?;
+                check(bytes, depth + 1, SCOPE)?;
             }
             2 => read_span(
                 message(field)?,
@@ -167,26 +156,6 @@ fn read_scope_spans<'a>(
             )?,
             3 => {
                 string(field)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn read_scope(bytes: &[u8], depth: u32) -> Read<()> {
-    enter(depth)?;
-    let mut fields = Fields::new(bytes);
-    while let Some((tag, field)) = fields.next()? {
-        match tag {
-            1 | 2 => {
-                string(field)?;
-            }
-            3 => {
-                read_key_value(message(field)?, depth + 1)?;
-            }
-            4 => {
-                varint(field)?;
             }
             _ => {}
         }
@@ -228,10 +197,10 @@ fn read_span<'a>(
             9 => attributes.push(read_key_value(message(field)?, depth + 1)?),
             11 => {
                 let bytes = message(field)?;
-                read_span_event(bytes, depth + 1)?;
+                check(bytes, depth + 1, SPAN_EVENT)?;
                 events.push(bytes);
             }
-            13 => read_link(message(field)?, depth + 1)?,
+            13 => check(message(field)?, depth + 1, LINK)?,
             15 => once(&mut status, read_status(message(field)?, depth + 1)?)?,
             16 => {
                 fixed32(field)?;
@@ -269,55 +238,6 @@ fn read_status(bytes: &[u8], depth: u32) -> Read<(i32, &str)> {
     Ok((code, message))
 }
 
-fn read_span_event(bytes: &[u8], depth: u32) -> Read<()> {
-    enter(depth)?;
-    let mut fields = Fields::new(bytes);
-    while let Some((tag, field)) = fields.next()? {
-        match tag {
-            1 => {
-                fixed64(field)?;
-            }
-            2 => {
-                string(field)?;
-            }
-            3 => {
-                read_key_value(message(field)?, depth + 1)?;
-            }
-            4 => {
-                varint(field)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn read_link(bytes: &[u8], depth: u32) -> Read<()> {
-    enter(depth)?;
-    let mut fields = Fields::new(bytes);
-    while let Some((tag, field)) = fields.next()? {
-        match tag {
-            1 | 2 => {
-                bytes_field(field)?;
-            }
-            3 => {
-                string(field)?;
-            }
-            4 => {
-                read_key_value(message(field)?, depth + 1)?;
-            }
-            5 => {
-                varint(field)?;
-            }
-            6 => {
-                fixed32(field)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 fn read_key_value(bytes: &[u8], depth: u32) -> Read<Attribute<'_>> {
     enter(depth)?;
     let mut key = "";
@@ -353,11 +273,11 @@ fn read_any_value(bytes: &[u8], depth: u32) -> Read<Option<ValueView<'_>>> {
             4 => ValueView::Double(f64::from_bits(fixed64(field)?)),
             5 => {
                 let bytes = message(field)?;
-                read_array(bytes, depth + 1)?;
+                check(bytes, depth + 1, ARRAY)?;
                 ValueView::Array(ArrayView::Encoded(bytes))
             }
             6 => {
-                read_key_value_list(message(field)?, depth + 1)?;
+                check(message(field)?, depth + 1, KEY_VALUE_LIST)?;
                 ValueView::Other
             }
             7 => {
@@ -375,23 +295,82 @@ fn read_any_value(bytes: &[u8], depth: u32) -> Read<Option<ValueView<'_>>> {
     Ok(value)
 }
 
-fn read_array(bytes: &[u8], depth: u32) -> Read<()> {
-    enter(depth)?;
-    let mut fields = Fields::new(bytes);
-    while let Some((tag, field)) = fields.next()? {
-        if tag == 1 {
-            read_any_value(message(field)?, depth + 1)?;
-        }
-    }
-    Ok(())
+/// What a field of a message that is only checked, not kept, must hold.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Str,
+    Bytes,
+    Varint,
+    Fixed64,
+    Fixed32,
+    KeyValue,
+    AnyValue,
 }
 
-fn read_key_value_list(bytes: &[u8], depth: u32) -> Read<()> {
+/// The known fields of the messages that are only checked, by field number; other
+/// numbers are skipped, as prost skips unknown fields.
+type Schema = &'static [(u32, Kind)];
+
+const ENTITY_REF: Schema = &[
+    (1, Kind::Str),
+    (2, Kind::Str),
+    (3, Kind::Str),
+    (4, Kind::Str),
+];
+const SCOPE: Schema = &[
+    (1, Kind::Str),
+    (2, Kind::Str),
+    (3, Kind::KeyValue),
+    (4, Kind::Varint),
+];
+const SPAN_EVENT: Schema = &[
+    (1, Kind::Fixed64),
+    (2, Kind::Str),
+    (3, Kind::KeyValue),
+    (4, Kind::Varint),
+];
+const LINK: Schema = &[
+    (1, Kind::Bytes),
+    (2, Kind::Bytes),
+    (3, Kind::Str),
+    (4, Kind::KeyValue),
+    (5, Kind::Varint),
+    (6, Kind::Fixed32),
+];
+const ARRAY: Schema = &[(1, Kind::AnyValue)];
+const KEY_VALUE_LIST: Schema = &[(1, Kind::KeyValue)];
+
+/// Reads a message only to reject what prost would reject: every known field must have
+/// its kind's wire type (and strings be UTF-8), nested messages included.
+fn check(bytes: &[u8], depth: u32, schema: Schema) -> Read<()> {
     enter(depth)?;
     let mut fields = Fields::new(bytes);
     while let Some((tag, field)) = fields.next()? {
-        if tag == 1 {
-            read_key_value(message(field)?, depth + 1)?;
+        let Some(&(_, kind)) = schema.iter().find(|(number, _)| *number == tag) else {
+            continue;
+        };
+        match kind {
+            Kind::Str => {
+                string(field)?;
+            }
+            Kind::Bytes => {
+                bytes_field(field)?;
+            }
+            Kind::Varint => {
+                varint(field)?;
+            }
+            Kind::Fixed64 => {
+                fixed64(field)?;
+            }
+            Kind::Fixed32 => {
+                fixed32(field)?;
+            }
+            Kind::KeyValue => {
+                read_key_value(message(field)?, depth + 1)?;
+            }
+            Kind::AnyValue => {
+                read_any_value(message(field)?, depth + 1)?;
+            }
         }
     }
     Ok(())
