@@ -5,7 +5,7 @@ use rusqlite::{Connection, params};
 use tracker::model::{Event, EventStatus, FrameQuery, FrameStatus};
 use tracker::store::{self, Retention, StoreConfig};
 
-use crate::support::{event, failed, frame, unique_name};
+use crate::support::{camera, event, failed, frame, summary, unique_name};
 
 /// The first schema, as `0001_event_log.sql` created it.
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_event_log.sql");
@@ -121,18 +121,10 @@ async fn a_version_1_sqlite_database_is_migrated_and_keeps_everything() {
     assert_eq!(positions, [1, 2]);
     let events: Vec<Event> = journey.into_iter().map(|stored| stored.event).collect();
     assert_eq!(events, a_events);
-    let summary = store
-        .frame_summary(&b)
-        .await
-        .expect("summary")
-        .expect("frame b");
+    let summary = summary(&store, &b).await;
     assert_eq!(summary.status, FrameStatus::Failed);
     assert_eq!(summary.total_duration_nanos, 2);
-    let camera = store
-        .camera_stats("cam01")
-        .await
-        .expect("stats")
-        .expect("camera");
+    let camera = camera(&store, "cam01").await;
     assert_eq!(
         (camera.frames, camera.failed_frames, camera.events),
         (2, 1, 3)

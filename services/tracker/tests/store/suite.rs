@@ -10,7 +10,7 @@ use tracker::model::{
 };
 use tracker::store::{self, JourneyStore, Retention, StoreError};
 
-use crate::support::{TestStore, event, failed, frame, now_nanos};
+use crate::support::{TestStore, camera, event, failed, frame, now_nanos, summary};
 
 const MS: i64 = 1_000_000;
 
@@ -35,14 +35,6 @@ async fn stages(store: &Arc<dyn JourneyStore>, frame: &frame_tracking::FrameId) 
         .into_iter()
         .map(|stored| stored.event.stage)
         .collect()
-}
-
-async fn summary(store: &Arc<dyn JourneyStore>, frame: &frame_tracking::FrameId) -> FrameSummary {
-    store
-        .frame_summary(frame)
-        .await
-        .expect("frame_summary")
-        .expect("the frame has a summary")
 }
 
 pub(crate) async fn journey_is_ordered_by_start_time_then_position(test: TestStore) {
@@ -142,11 +134,7 @@ pub(crate) async fn duplicates_are_ignored_within_and_across_batches(test: TestS
     assert_eq!(summary(store, &frame).await.events, 3);
     let status = store.status().await.expect("status");
     assert_eq!((status.events, status.frames), (3, 1));
-    let camera = store
-        .camera_stats("cam01")
-        .await
-        .expect("stats")
-        .expect("camera");
+    let camera = camera(store, "cam01").await;
     assert_eq!((camera.frames, camera.events), (1, 3));
 }
 
@@ -274,11 +262,7 @@ pub(crate) async fn frame_summary_tracks_stages_duration_and_status(test: TestSt
         summary(store, &healthy).await.camera_id.as_deref(),
         Some("cam01")
     );
-    let camera = store
-        .camera_stats("cam01")
-        .await
-        .expect("stats")
-        .expect("camera");
+    let camera = camera(store, "cam01").await;
     assert_eq!(
         (camera.frames, camera.failed_frames, camera.events),
         (2, 1, 7)
@@ -307,11 +291,7 @@ pub(crate) async fn camera_stats_count_frames_failures_and_percentiles(test: Tes
     }
     append(store, &[event(&frame("camB"), "capture", 5, 10)]).await;
 
-    let stats = store
-        .camera_stats("camA")
-        .await
-        .expect("stats")
-        .expect("camA");
+    let stats = camera(store, "camA").await;
     assert_eq!(stats.camera_id, "camA");
     assert_eq!(
         (stats.frames, stats.failed_frames, stats.events),
@@ -339,22 +319,14 @@ pub(crate) async fn camera_stats_count_frames_failures_and_percentiles(test: Tes
         .map(|frame| event(frame, "queue", 1_000_000 * MS, 1_000_000 * MS + 1))
         .collect();
     append(store, &early).await;
-    let after = store
-        .camera_stats("camA")
-        .await
-        .expect("stats")
-        .expect("camA");
+    let after = camera(store, "camA").await;
     assert_eq!((after.frames, after.events), (100, 210));
     assert_eq!(after.first_seen_unix_nanos, 1_000_000 * MS);
     let p50_error = (after.latency_p50_nanos - 60 * MS).abs() as f64 / (60 * MS) as f64;
     assert!(p50_error <= 1.0 / 32.0, "{after:?}");
     assert!(after.latency_p99_nanos > 1_000 * MS, "{after:?}");
 
-    let other = store
-        .camera_stats("camB")
-        .await
-        .expect("stats")
-        .expect("camB");
+    let other = camera(store, "camB").await;
     assert_eq!((other.frames, other.failed_frames), (1, 0));
     assert_eq!(other.latency_p50_nanos, 5);
 }
@@ -511,11 +483,7 @@ pub(crate) async fn retention_by_count_deletes_the_oldest_events_and_fixes_proje
 
     let status = store.status().await.expect("status");
     assert_eq!((status.events, status.frames), (14, 5));
-    let camera = store
-        .camera_stats("cam01")
-        .await
-        .expect("stats")
-        .expect("camera");
+    let camera = camera(store, "cam01").await;
     assert_eq!(
         (camera.frames, camera.failed_frames, camera.events),
         (5, 1, 14)
@@ -570,11 +538,7 @@ pub(crate) async fn retention_by_age_deletes_events_that_ended_before_the_cutoff
     assert_eq!(mixed.first_seen_unix_nanos, now - 10 * MS);
     assert_eq!(mixed.total_duration_nanos, 5 * MS);
     assert_eq!(stages(store, &new).await, ["capture"]);
-    let camera = store
-        .camera_stats("cam01")
-        .await
-        .expect("stats")
-        .expect("camera");
+    let camera = camera(store, "cam01").await;
     assert_eq!((camera.frames, camera.events), (2, 2));
     assert_eq!(camera.first_seen_unix_nanos, now - 10 * MS);
     // The larger of the two remaining frames lasts 5 ms.
@@ -756,11 +720,7 @@ pub(crate) async fn concurrent_appends_all_land_with_unique_positions(test: Test
     let status = store.status().await.expect("status");
     assert_eq!((status.events, status.frames), (800, 16));
     assert_eq!(positions.last().copied(), Some(status.last_position));
-    let camera = store
-        .camera_stats("cam01")
-        .await
-        .expect("stats")
-        .expect("camera");
+    let camera = camera(store, "cam01").await;
     assert_eq!((camera.frames, camera.events), (16, 800));
 }
 

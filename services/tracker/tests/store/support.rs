@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use frame_tracking::FrameId;
 use opentelemetry::trace::{SpanId, TraceId};
-use tracker::model::{Event, EventId, EventStatus};
+use tracker::model::{CameraStats, Event, EventId, EventStatus, FrameSummary};
 use tracker::store::{self, JourneyStore, StoreConfig};
 
 /// Which backend a test runs against.
@@ -177,4 +177,22 @@ pub(crate) fn now_nanos() -> i64 {
         .duration_since(UNIX_EPOCH)
         .expect("the clock is after 1970");
     i64::try_from(elapsed.as_nanos()).expect("before 2262")
+}
+
+/// The summary of a frame the store must know.
+pub(crate) async fn summary(store: &Arc<dyn JourneyStore>, frame: &FrameId) -> FrameSummary {
+    store
+        .frame_summary(frame)
+        .await
+        .expect("frame_summary")
+        .expect("the frame has a summary")
+}
+
+/// The statistics of a camera the store must know.
+pub(crate) async fn camera(store: &Arc<dyn JourneyStore>, camera_id: &str) -> CameraStats {
+    store
+        .camera_stats(camera_id)
+        .await
+        .expect("camera_stats")
+        .unwrap_or_else(|| panic!("the store has statistics for {camera_id}"))
 }
