@@ -11,7 +11,8 @@
 //! - [`app`]: [`App::build`](app::App::build) binds first, then serves.
 //! - [`api`]: the routes and handlers.
 //! - [`model`]: wire types and request validation.
-//! - [`pipeline`]: one frame's processing, its spans and metrics.
+//! - [`pipeline`]: one frame's processing, its spans and metrics; its stages run on a
+//!   fixed pool of detection threads (`pool`).
 //! - [`detect`]: the detectors.
 //! - [`consumer`]: the optional queue consumer (Redis Streams, RabbitMQ).
 //! - [`store`], [`cameras`]: bounded result store and per-camera state.
@@ -31,6 +32,7 @@ pub mod detect;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+mod pool;
 pub mod simulate;
 pub mod store;
 

@@ -3,7 +3,7 @@
 //! ```text
 //! process_frame                  frame.id, camera.id, frame.width/height/format, detections.total
 //! ├── detect_objects  ┐          frame.id, camera.id, detections.count/labels/max_confidence
-//! ├── detect_faces    ├ parallel (one scoped thread each, inside spawn_blocking)
+//! ├── detect_faces    ├ parallel (the frame's blocking thread + the detection pool)
 //! ├── detect_gestures ┘
 //! ├── decode_frame               frame.id, camera.id, frame.format (before the stages)
 //! └── store_result               frame.id, camera.id, store.frames
@@ -11,7 +11,8 @@
 //!
 //! Decoding and detection are CPU work: they run in `spawn_blocking`, with the
 //! `process_frame` span entered in the closure and each stage span created with that span
-//! as its explicit parent, so the tree above holds across threads. Over HTTP,
+//! as its explicit parent and entered by whichever thread runs the stage (see the
+//! `pool` module), so the tree above holds across threads. Over HTTP,
 //! `process_frame` is a child of the server span of the telemetry layer, which continues
 //! the caller's `traceparent`.
 //!
@@ -40,6 +41,7 @@ use crate::cameras::{CameraStats, Cameras, Processed};
 use crate::detect::{Detection, Detector, Stage, StageInput, Thumbnail};
 use crate::metrics::{self, DETECTIONS, FRAMES_PROCESSED};
 use crate::model::{Detections, FrameError, FrameInput, FrameResult, StageResult, Summary};
+use crate::pool::StagePool;
 use crate::store::{ResultStore, StoreLimits};
 
 /// How the processor is bounded.
@@ -71,6 +73,7 @@ pub struct Processor {
     store: ResultStore,
     cameras: Cameras,
     slots: Semaphore,
+    pool: StagePool,
 }
 
 /// What the camera keeps of a frame besides its result.
@@ -90,10 +93,15 @@ impl Processor {
     /// A processor running `detectors` (see [`crate::detect::default_detectors`]).
     pub fn new(detectors: Vec<Arc<dyn Detector>>, limits: ProcessorLimits) -> Processor {
         Processor {
-            detectors,
             store: ResultStore::new(limits.store),
             cameras: Cameras::new(limits.max_cameras),
             slots: Semaphore::new(limits.max_concurrent_frames.max(1)),
+            // The frame's own thread runs one stage: the others need a worker each, for
+            // every frame that may be in analysis at once.
+            pool: StagePool::start(
+                detectors.len().saturating_sub(1) * limits.max_concurrent_frames.max(1),
+            ),
+            detectors,
         }
     }
 
@@ -203,45 +211,46 @@ impl Processor {
         Ok(result)
     }
 
-    /// The blocking part: decode, then every detector on its own scoped thread.
+    /// The blocking part: decode, then the detectors in parallel: the first on this
+    /// thread, the others on the pool.
     fn analyse(
         &self,
         input: &FrameInput,
         previous: Option<Arc<Thumbnail>>,
     ) -> Result<Analysis, ProcessError> {
-        let image = decode_frame(input)?;
-        let stage_input = StageInput::new(&image, previous);
+        let image = Arc::new(decode_frame(input)?);
+        let thumbnail = Arc::new(Thumbnail::of(&image));
         let parent = Span::current();
         let frame_id = input.frame_id.to_string();
-        let stages = std::thread::scope(|scope| {
-            let mut handles = Vec::with_capacity(self.detectors.len());
-            for detector in &self.detectors {
+        let tasks: Vec<_> = self
+            .detectors
+            .iter()
+            .map(|detector| {
                 let span = stage_span(detector.stage(), &parent, &frame_id, &input.camera_id);
-                let stage_input = &stage_input;
-                let handle = std::thread::Builder::new()
-                    .name(format!("detect-{}", detector.stage().as_str()))
-                    .spawn_scoped(scope, move || {
-                        let _entered = span.enter();
-                        run_stage(detector.as_ref(), stage_input, &span)
-                    })
-                    .map_err(|error| {
-                        ProcessError::Internal(format!("cannot start a detection thread: {error}"))
-                    })?;
-                handles.push(handle);
-            }
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .map_err(|_| ProcessError::Internal("a detector panicked".to_owned()))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })?;
-        Ok(Analysis {
-            thumbnail: Arc::new(stage_input.thumbnail),
-            stages,
-        })
+                let detector = Arc::clone(detector);
+                let image = Arc::clone(&image);
+                let thumbnail = Arc::clone(&thumbnail);
+                let previous = previous.clone();
+                move || {
+                    let _entered = span.enter();
+                    let stage_input = StageInput {
+                        image: &image,
+                        thumbnail,
+                        previous,
+                    };
+                    run_stage(detector.as_ref(), &stage_input, &span)
+                }
+            })
+            .collect();
+        let stages = self
+            .pool
+            .run(tasks)
+            .into_iter()
+            .map(|stage| {
+                stage.ok_or_else(|| ProcessError::Internal("a detector panicked".to_owned()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Analysis { thumbnail, stages })
     }
 
     fn store(&self, input: &FrameInput, recorded: Recorded, result: &FrameResult) {

@@ -137,8 +137,9 @@ impl Thumbnail {
 pub struct StageInput<'a> {
     /// The frame.
     pub image: &'a RgbImage,
-    /// The frame's thumbnail.
-    pub thumbnail: Thumbnail,
+    /// The frame's thumbnail (shared by the stages of the frame, and kept afterwards as
+    /// the camera's previous frame).
+    pub thumbnail: Arc<Thumbnail>,
     /// The camera's previous frame, downscaled the same way.
     pub previous: Option<Arc<Thumbnail>>,
 }
@@ -148,7 +149,7 @@ impl<'a> StageInput<'a> {
     pub fn new(image: &'a RgbImage, previous: Option<Arc<Thumbnail>>) -> StageInput<'a> {
         StageInput {
             image,
-            thumbnail: Thumbnail::of(image),
+            thumbnail: Arc::new(Thumbnail::of(image)),
             previous,
         }
     }
