@@ -18,23 +18,33 @@
 //!   reported next to the numbers;
 //! - ~1 ms of CPU work per request at maximum load.
 //!
-//! How it measures, per server run:
-//! - a fresh `otlp-sink` receiver and a fresh `bench-server` (release builds); both (b)
-//!   and (c) export OTLP over gRPC to the sink, configured by the same `OTEL_*` variables;
+//! How it measures, per round and scenario:
+//! - three fresh `bench-server`s, one per mode (release builds), and a fresh `otlp-sink`
+//!   receiver each for (b) and (c); both export OTLP over gRPC to their sink, configured by
+//!   the same `OTEL_*` variables;
 //! - load comes from `bench-load`, a separate process on loopback (keep-alive HTTP/1.1,
 //!   every response checked for status 200);
-//! - after a warm-up, the server's CPU time is read from `/proc/<pid>/task/*/schedstat`
-//!   (nanoseconds on CPU, summed over threads) before and after the measured requests, so
-//!   it includes the exporter's and metrics' background threads; `/proc/<pid>/stat`
-//!   (utime + stime, whole process, clock ticks) is recorded as a cross-check;
-//! - `VmRSS` is read after the measured requests; then the server gets SIGTERM and must
-//!   exit 0 (it flushes its telemetry first) within a few seconds, and the sink reports
+//! - each server is warmed up; then the measured requests go out in chunks (`--chunk`,
+//!   `--work-chunk`), one chunk to each server in turn, a, b, c and then c, b, a (reversed
+//!   by chunk and by round), so the three modes meet the same moments of this shared,
+//!   noisy machine: only one server is loaded at a time, and a slow minute of the host
+//!   hits all three instead of one mode's run;
+//! - a chunk's CPU time is its server's CPU time from the end of that server's previous
+//!   chunk (or warm-up) to the end of this one, read from `/proc/<pid>/task/*/schedstat`
+//!   (nanoseconds on CPU, summed over threads), so it includes the exporter's and
+//!   metrics' background threads, also when they run after the chunk (which counts their
+//!   idle ticks during the other servers' chunks too); `/proc/<pid>/stat` (utime + stime,
+//!   whole process, clock ticks) is recorded as a cross-check;
+//! - `VmRSS` is read after the measured requests; then the servers get SIGTERM and must
+//!   exit 0 (they flush their telemetry first) within a few seconds, and the sinks report
 //!   how many spans arrived.
 //!
-//! Modes are interleaved within each round (a, b, c, a, b, c) and the report uses medians
-//! over rounds. With `taskset` and two or more CPUs, the server runs pinned to the last
-//! CPU and the load generator and receiver to CPU 0, so the server's measured CPU time is
-//! not inflated by competing with its own load. Results are printed and written to
+//! Ratios are paired: c/a of a round is (c's CPU / c's requests) / (a's, the same) over
+//! the round's chunks, and the verdict takes the median over rounds; the per-round values,
+//! the value pooled over rounds and the quartiles of the per-chunk ratios are printed too.
+//! With `taskset` and two or more CPUs, the servers run pinned to the last CPU and the
+//! load generator and receivers to CPU 0, so a server's measured CPU time is not inflated
+//! by competing with its own load. Results are printed and written to
 //! `target/bench/middleware.json`; server stderr goes to `target/bench/logs/`. The binaries
 //! run from copies in `target/bench/bin/`, so a concurrent build cannot swap them mid-run.
 
@@ -60,7 +70,10 @@ Options:
   --work-requests N  measured requests per run with ~1 ms of handler work (default 5000)
   --warmup N         warm-up requests per run with no handler work (default 5000)
   --work-warmup N    warm-up requests per run with ~1 ms of handler work (default 500)
-  --rounds R         rounds; each runs every mode once, the report takes medians (default 3)
+  --chunk N          requests sent to one server before the next mode's turn, no handler work
+                     (default 10000)
+  --work-chunk N     the same with ~1 ms of handler work (default 500)
+  --rounds R         rounds, each with fresh servers; the report takes medians (default 3)
   --connections C    concurrent keep-alive connections of the load generator (default 32)
   --no-pin           do not pin the server and the load generator to separate CPUs";
 
@@ -100,6 +113,8 @@ struct Options {
     warmup: u64,
     work_warmup: u64,
     rate: u64,
+    chunk: u64,
+    work_chunk: u64,
     rounds: usize,
     connections: u64,
     pin: bool,
@@ -182,6 +197,8 @@ struct Sample {
     metrics_bytes: Option<usize>,
     exit: ExitReport,
     stderr_bytes: u64,
+    /// CPU µs per request of each chunk, in the order the chunks were sent.
+    chunk_cpu_us: Vec<f64>,
 }
 
 impl Sample {
@@ -346,29 +363,25 @@ fn middleware(args: &[String]) -> anyhow::Result<()> {
     );
     println!("load average before: {load_before}");
 
+    let setup = Setup {
+        binaries: &binaries,
+        pinning: &pinning,
+        options: &options,
+        log_dir: &log_dir,
+        iterations,
+        clock_ticks,
+    };
     let mut samples = Vec::new();
     for round in 1..=options.rounds {
         for scenario in Scenario::all(&options) {
-            for mode in Mode::ALL {
-                let sample = run_one(
-                    &binaries,
-                    &pinning,
-                    &options,
-                    &log_dir,
-                    round,
-                    mode,
-                    scenario,
-                    iterations,
-                    clock_ticks,
-                )
-                .with_context(|| {
-                    format!("round {round}, mode {}, {}", mode.flag(), scenario.label())
-                })?;
+            let scenario_samples = run_scenario(&setup, round, scenario)
+                .with_context(|| format!("round {round}, {}", scenario.label()))?;
+            for sample in scenario_samples {
                 println!(
                     "  round {round} {:<12} {} {:>8.2} µs/req (stat {:>7.2}) {:>9.0} req/s  RSS {:>6.1} MB  \
                      {} threads  errors {}  spans {}/{}  exit {} in {:.2} s",
                     scenario.label(),
-                    mode.flag(),
+                    sample.mode.flag(),
                     sample.cpu_us_per_request(),
                     sample.stat_cpu_us_per_request(),
                     sample.rps,
@@ -419,6 +432,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         warmup: 5_000,
         work_warmup: 500,
         rate: 20_000,
+        chunk: 10_000,
+        work_chunk: 500,
         rounds: 3,
         connections: 32,
         pin: true,
@@ -446,6 +461,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--warmup" => options.warmup = number,
             "--work-warmup" => options.work_warmup = number,
             "--rate" => options.rate = number,
+            "--chunk" => options.chunk = number,
+            "--work-chunk" => options.work_chunk = number,
             "--rounds" => options.rounds = usize::try_from(number)?,
             "--connections" => options.connections = number,
             _ => bail!("unknown option {flag:?}\n{USAGE}"),
@@ -458,6 +475,10 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     );
     ensure!(options.connections > 0, "--connections must be at least 1");
     ensure!(options.rate > 0, "--rate must be at least 1");
+    ensure!(
+        options.chunk > 0 && options.work_chunk > 0,
+        "--chunk and --work-chunk must be at least 1"
+    );
     Ok(options)
 }
 
@@ -532,125 +553,216 @@ fn calibrate(binaries: &Binaries, pinning: &Pinning) -> anyhow::Result<u64> {
     Ok(iterations as u64)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_one(
-    binaries: &Binaries,
-    pinning: &Pinning,
-    options: &Options,
-    log_dir: &Path,
-    round: usize,
-    mode: Mode,
-    scenario: Scenario,
+/// What every scenario run shares.
+#[derive(Debug)]
+struct Setup<'a> {
+    binaries: &'a Binaries,
+    pinning: &'a Pinning,
+    options: &'a Options,
+    log_dir: &'a Path,
     iterations: u64,
     clock_ticks: u64,
-) -> anyhow::Result<Sample> {
-    let (requests, warmup) = match scenario.work {
-        Work::None => (options.requests, options.warmup),
-        Work::OneMs => (options.work_requests, options.work_warmup),
-    };
-    let mut sink = Sink::start(&binaries.sink, pinning.load.as_ref())?;
-    let stderr_path = log_dir.join(format!(
-        "round{round}-{}-{}.stderr",
-        scenario.label().replace('/', ""),
-        mode.flag()
-    ));
-    let mut server = Server::start(
-        &binaries.server,
-        pinning.server.as_ref(),
-        mode,
-        scenario.work,
-        iterations,
-        &sink.grpc_endpoint,
-        &stderr_path,
-    )?;
-    let url = format!("http://127.0.0.1:{}/items/", server.port);
-
-    if warmup > 0 {
-        // At the scenario's pace: a warm-up at max load would fill the exporters' queues
-        // and drop spans that the fixed-rate scenario is meant to export.
-        let warm = load(
-            binaries,
-            pinning,
-            &url,
-            warmup,
-            options.connections,
-            scenario.pace,
-        )?;
-        ensure!(
-            warm.errors == 0,
-            "{} errors during the warm-up",
-            warm.errors
-        );
-    }
-    let before = cpu_time(server.pid, clock_ticks)?;
-    let measured = load(
-        binaries,
-        pinning,
-        &url,
-        requests,
-        options.connections,
-        scenario.pace,
-    )?;
-    let after = cpu_time(server.pid, clock_ticks)?;
-    let rss_kb = rss_kb(server.pid)?;
-    // After the measurement, so the scrape is not counted: proves the metrics endpoint
-    // of the instrumented modes works.
-    let metrics_bytes = if mode == Mode::A {
-        None
-    } else {
-        Some(scrape_metrics(server.port).context("cannot scrape /metrics")?)
-    };
-
-    let exit = server.stop()?;
-    let stderr_bytes = fs::metadata(&stderr_path).map_or(0, |meta| meta.len());
-    let spans = sink.stop()?;
-    Ok(Sample {
-        round,
-        mode,
-        scenario,
-        requests: measured.requests,
-        errors: measured.errors,
-        load_seconds: measured.seconds,
-        rps: measured.rps,
-        p50_us: measured.p50_us,
-        p99_us: measured.p99_us,
-        cpu_ns: after.sched_ns.saturating_sub(before.sched_ns),
-        stat_cpu_ns: after.stat_ns.saturating_sub(before.stat_ns),
-        rss_kb,
-        threads: after.threads,
-        spans,
-        expected_spans: if mode.exports_spans() {
-            warmup + requests
-        } else {
-            0
-        },
-        metrics_bytes,
-        exit,
-        stderr_bytes,
-    })
 }
 
-/// Runs `bench-load` to completion and parses its result line.
-fn load(
-    binaries: &Binaries,
-    pinning: &Pinning,
-    url: &str,
-    requests: u64,
-    connections: u64,
-    pace: Pace,
-) -> anyhow::Result<LoadResult> {
+/// One server of a scenario run, with its receiver and what was measured so far.
+#[derive(Debug)]
+struct Live {
+    mode: Mode,
+    /// The receiver of its spans ((b) and (c); (a) exports nothing).
+    sink: Option<Sink>,
+    server: Server,
+    url: String,
+    stderr_path: PathBuf,
+    /// CPU time at the end of its previous chunk (or of its warm-up).
+    last: CpuTime,
+    chunks: Vec<ChunkResult>,
+}
+
+/// One chunk of requests sent to one server.
+#[derive(Debug)]
+struct ChunkResult {
+    load: LoadResult,
+    cpu_ns: u64,
+    stat_cpu_ns: u64,
+}
+
+/// The order of the modes for chunk `index` of `round`: a, b, c and the reverse,
+/// alternating by chunk and by round, so no mode always follows the same one.
+fn chunk_order(round: usize, index: usize) -> [Mode; 3] {
+    if (round + index) % 2 == 1 {
+        Mode::ALL
+    } else {
+        [Mode::C, Mode::B, Mode::A]
+    }
+}
+
+/// The sizes of the chunks that make up `requests`: `chunk` each, the last one smaller.
+fn chunk_sizes(requests: u64, chunk: u64) -> Vec<u64> {
+    let chunk = chunk.max(1);
+    let full = requests / chunk;
+    let mut sizes = vec![chunk; usize::try_from(full).unwrap_or(usize::MAX)];
+    if !requests.is_multiple_of(chunk) {
+        sizes.push(requests % chunk);
+    }
+    sizes
+}
+
+/// Runs one scenario of one round: starts the three servers (and a receiver each for (b)
+/// and (c)), warms each up, then sends the measured requests in chunks to the servers in
+/// turn (see [`chunk_order`]), one server loaded at a time. A chunk's CPU time is its
+/// server's CPU time from the end of that server's previous chunk to the end of this one,
+/// so work a server does after a chunk (the batch exporter's next export, the metrics
+/// upkeep) is counted for it too.
+fn run_scenario(
+    setup: &Setup<'_>,
+    round: usize,
+    scenario: Scenario,
+) -> anyhow::Result<Vec<Sample>> {
+    let options = setup.options;
+    let (requests, warmup, chunk) = match scenario.work {
+        Work::None => (options.requests, options.warmup, options.chunk),
+        Work::OneMs => (
+            options.work_requests,
+            options.work_warmup,
+            options.work_chunk,
+        ),
+    };
+    let mut live = Vec::with_capacity(Mode::ALL.len());
+    for mode in Mode::ALL {
+        let sink = if mode.exports_spans() {
+            Some(Sink::start(
+                &setup.binaries.sink,
+                setup.pinning.load.as_ref(),
+            )?)
+        } else {
+            None
+        };
+        let stderr_path = setup.log_dir.join(format!(
+            "round{round}-{}-{}.stderr",
+            scenario.label().replace('/', ""),
+            mode.flag()
+        ));
+        // (a) reads no endpoint; it gets one so every mode has the same environment.
+        let endpoint = sink
+            .as_ref()
+            .map_or("http://127.0.0.1:4317", |sink| sink.grpc_endpoint.as_str());
+        let server = Server::start(
+            &setup.binaries.server,
+            setup.pinning.server.as_ref(),
+            mode,
+            scenario.work,
+            setup.iterations,
+            endpoint,
+            &stderr_path,
+        )?;
+        let url = format!("http://127.0.0.1:{}/items/", server.port);
+        if warmup > 0 {
+            // At the scenario's pace: a warm-up at max load would fill the exporters'
+            // queues and drop spans that the fixed-rate scenario is meant to export.
+            let warm = load(setup, &url, warmup, scenario.pace)?;
+            ensure!(
+                warm.errors == 0,
+                "mode {}: {} errors during the warm-up",
+                mode.flag(),
+                warm.errors
+            );
+        }
+        let last = cpu_time(server.pid, setup.clock_ticks)?;
+        live.push(Live {
+            mode,
+            sink,
+            server,
+            url,
+            stderr_path,
+            last,
+            chunks: Vec::new(),
+        });
+    }
+
+    for (index, size) in chunk_sizes(requests, chunk).into_iter().enumerate() {
+        for mode in chunk_order(round, index) {
+            let Some(server) = live.iter_mut().find(|l| l.mode == mode) else {
+                bail!("no server for mode {}", mode.flag());
+            };
+            let measured = load(setup, &server.url, size, scenario.pace)
+                .with_context(|| format!("chunk {} of mode {}", index + 1, mode.flag()))?;
+            let now = cpu_time(server.server.pid, setup.clock_ticks)?;
+            server.chunks.push(ChunkResult {
+                load: measured,
+                cpu_ns: now.sched_ns.saturating_sub(server.last.sched_ns),
+                stat_cpu_ns: now.stat_ns.saturating_sub(server.last.stat_ns),
+            });
+            server.last = now;
+        }
+    }
+
+    let mut samples = Vec::with_capacity(live.len());
+    for mut server in live {
+        let rss_kb = rss_kb(server.server.pid)?;
+        // After the measurement, so the scrape is not counted: proves the metrics endpoint
+        // of the instrumented modes works.
+        let metrics_bytes = if server.mode == Mode::A {
+            None
+        } else {
+            Some(scrape_metrics(server.server.port).context("cannot scrape /metrics")?)
+        };
+        let exit = server.server.stop()?;
+        let stderr_bytes = fs::metadata(&server.stderr_path).map_or(0, |meta| meta.len());
+        let spans = match server.sink.as_mut() {
+            Some(sink) => sink.stop()?,
+            None => 0,
+        };
+        let chunks = &server.chunks;
+        let measured_requests: u64 = chunks.iter().map(|c| c.load.requests).sum();
+        let seconds: f64 = chunks.iter().map(|c| c.load.seconds).sum();
+        let median_of =
+            |f: fn(&ChunkResult) -> f64| median(&chunks.iter().map(f).collect::<Vec<f64>>());
+        samples.push(Sample {
+            round,
+            mode: server.mode,
+            scenario,
+            requests: measured_requests,
+            errors: chunks.iter().map(|c| c.load.errors).sum(),
+            load_seconds: seconds,
+            rps: measured_requests as f64 / seconds.max(f64::MIN_POSITIVE),
+            p50_us: median_of(|c| c.load.p50_us),
+            p99_us: median_of(|c| c.load.p99_us),
+            cpu_ns: chunks.iter().map(|c| c.cpu_ns).sum(),
+            stat_cpu_ns: chunks.iter().map(|c| c.stat_cpu_ns).sum(),
+            rss_kb,
+            threads: server.last.threads,
+            spans,
+            expected_spans: if server.mode.exports_spans() {
+                warmup + measured_requests
+            } else {
+                0
+            },
+            metrics_bytes,
+            exit,
+            stderr_bytes,
+            chunk_cpu_us: chunks
+                .iter()
+                .map(|c| c.cpu_ns as f64 / 1_000.0 / c.load.requests.max(1) as f64)
+                .collect(),
+        });
+    }
+    Ok(samples)
+}
+
+/// Runs `bench-load` to completion against `url` and parses its result line.
+fn load(setup: &Setup<'_>, url: &str, requests: u64, pace: Pace) -> anyhow::Result<LoadResult> {
     let mut args = vec![
         "--url".to_owned(),
         url.to_owned(),
         "--requests".to_owned(),
         requests.to_string(),
         "--connections".to_owned(),
-        connections.to_string(),
+        setup.options.connections.to_string(),
     ];
     if let Pace::Rate(rate) = pace {
         args.extend(["--rate".to_owned(), rate.to_string()]);
     }
-    run_load(&binaries.load, pinning.load.as_ref(), &args)
+    run_load(&setup.binaries.load, setup.pinning.load.as_ref(), &args)
 }
 
 /// Runs the `bench-load` binary `load` with `args` (on `cpu` when pinned) to completion
@@ -1006,6 +1118,16 @@ pub(crate) fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The `q` quantile (0 to 1) of `values`, by nearest rank.
+pub(crate) fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n => sorted[((n - 1) as f64 * q).round() as usize],
+    }
+}
+
 /// Everything the printed table and the JSON file are made from.
 #[derive(Debug)]
 struct Report<'a> {
@@ -1019,7 +1141,9 @@ struct Report<'a> {
     elapsed: Duration,
 }
 
-/// The comparisons the issue asks for, from medians of one scenario.
+/// The comparisons the issue asks for, for one scenario. Ratios and differences are
+/// paired within a round (the three servers ran side by side, chunk by chunk) and then
+/// the median over rounds is taken.
 #[derive(Debug)]
 struct Ratios {
     c_over_a: f64,
@@ -1028,6 +1152,12 @@ struct Ratios {
     /// Added CPU per request over (a), µs.
     b_minus_a: f64,
     c_minus_a: f64,
+    /// c/a of each round (all its chunks), and over all rounds' CPU and requests.
+    c_over_a_rounds: Vec<f64>,
+    c_over_a_pooled: f64,
+    /// Quartiles of c/a over chunks paired by round and position.
+    c_over_a_chunk_q1: f64,
+    c_over_a_chunk_q3: f64,
     /// Percentage of expected spans that never reached the receiver.
     b_lost_percent: f64,
     c_lost_percent: f64,
@@ -1054,18 +1184,52 @@ impl Report<'_> {
             .expect("every mode and scenario is summarised")
     }
 
+    /// The samples of `mode` in `scenario`, in round order.
+    fn runs(&self, mode: Mode, scenario: Scenario) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| s.mode == mode && s.scenario == scenario)
+            .collect()
+    }
+
     fn ratios(&self, scenario: Scenario) -> Ratios {
-        let a = self.summary(Mode::A, scenario);
-        let b = self.summary(Mode::B, scenario);
-        let c = self.summary(Mode::C, scenario);
+        let [a, b, c] = Mode::ALL.map(|mode| self.runs(mode, scenario));
+        let paired = |x: &[&Sample], y: &[&Sample], f: fn(f64, f64) -> f64| -> Vec<f64> {
+            x.iter()
+                .zip(y)
+                .map(|(x, y)| f(x.cpu_us_per_request(), y.cpu_us_per_request()))
+                .collect()
+        };
+        let ratio = |x: f64, y: f64| x / y;
+        let minus = |x: f64, y: f64| x - y;
+        let pooled = |runs: &[&Sample]| {
+            let cpu_ns: u64 = runs.iter().map(|s| s.cpu_ns).sum();
+            let requests: u64 = runs.iter().map(|s| s.requests).sum();
+            cpu_ns as f64 / requests.max(1) as f64
+        };
+        let chunk_ratios: Vec<f64> = c
+            .iter()
+            .zip(&a)
+            .flat_map(|(c, a)| {
+                c.chunk_cpu_us
+                    .iter()
+                    .zip(&a.chunk_cpu_us)
+                    .map(|(c, a)| c / a)
+            })
+            .collect();
+        let c_over_a_rounds = paired(&c, &a, ratio);
         Ratios {
-            c_over_a: c.cpu_us / a.cpu_us,
-            b_over_a: b.cpu_us / a.cpu_us,
-            c_over_b: c.cpu_us / b.cpu_us,
-            b_minus_a: b.cpu_us - a.cpu_us,
-            c_minus_a: c.cpu_us - a.cpu_us,
-            b_lost_percent: b.lost_percent(),
-            c_lost_percent: c.lost_percent(),
+            c_over_a: median(&c_over_a_rounds),
+            b_over_a: median(&paired(&b, &a, ratio)),
+            c_over_b: median(&paired(&c, &b, ratio)),
+            b_minus_a: median(&paired(&b, &a, minus)),
+            c_minus_a: median(&paired(&c, &a, minus)),
+            c_over_a_pooled: pooled(&c) / pooled(&a),
+            c_over_a_rounds,
+            c_over_a_chunk_q1: quantile(&chunk_ratios, 0.25),
+            c_over_a_chunk_q3: quantile(&chunk_ratios, 0.75),
+            b_lost_percent: self.summary(Mode::B, scenario).lost_percent(),
+            c_lost_percent: self.summary(Mode::C, scenario).lost_percent(),
         }
     }
 
@@ -1078,8 +1242,10 @@ impl Report<'_> {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "middleware benchmark: medians of {} round(s); CPU = server process (all threads) per request",
-            self.options.rounds
+            "middleware benchmark: {} round(s), the three servers side by side in each, requests in \
+             alternating chunks ({} without work, {} with); CPU = server process (all threads) per request; \
+             ratios are paired within a round, then the median over rounds is taken",
+            self.options.rounds, self.options.chunk, self.options.work_chunk,
         );
         for mode in Mode::ALL {
             let _ = writeln!(out, "  ({}) {}", mode.flag(), mode.describe());
@@ -1160,6 +1326,20 @@ impl Report<'_> {
                     );
                 }
             }
+            let _ = writeln!(
+                out,
+                "{:<13}   c/a per round: {}; pooled over rounds {:.4}; per chunk (paired) quartiles {:.4}–{:.4}",
+                "",
+                ratios
+                    .c_over_a_rounds
+                    .iter()
+                    .map(|r| format!("{r:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ratios.c_over_a_pooled,
+                ratios.c_over_a_chunk_q1,
+                ratios.c_over_a_chunk_q3,
+            );
         }
         let none_scenarios: Vec<Scenario> = self
             .scenarios()
@@ -1280,14 +1460,17 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "  \"config\": {{\"rounds\": {}, \"requests\": {}, \"rate\": {}, \"work_requests\": {}, \"warmup\": {}, \
-             \"work_warmup\": {}, \"connections\": {}, \"work_iterations\": {}, \"server_cpu\": {}, \"load_cpu\": {}, \
-             \"protocol\": \"grpc\", \"load_before\": {}, \"load_after\": {}, \"seconds\": {:.1}}},",
+             \"work_warmup\": {}, \"chunk\": {}, \"work_chunk\": {}, \"connections\": {}, \"work_iterations\": {}, \
+             \"server_cpu\": {}, \"load_cpu\": {}, \"protocol\": \"grpc\", \"load_before\": {}, \"load_after\": {}, \
+             \"seconds\": {:.1}}},",
             options.rounds,
             options.requests,
             options.rate,
             options.work_requests,
             options.warmup,
             options.work_warmup,
+            options.chunk,
+            options.work_chunk,
             options.connections,
             self.iterations,
             json_option(self.pinning.server.as_deref()),
@@ -1331,7 +1514,8 @@ impl Report<'_> {
                 "    {{\"scenario\": \"{}\", \"c_over_a\": {:.5}, \"b_over_a\": {:.5}, \"c_over_b\": {:.5}, \
                  \"c_minus_a_us\": {:.3}, \"b_minus_a_us\": {:.3}, \"c_overhead_percent\": {:.3}, \
                  \"b_overhead_percent\": {:.3}, \"c_spans_lost_percent\": {:.3}, \"b_spans_lost_percent\": {:.3}, \
-                 \"rss_c_minus_a_mb\": {:.2}, \"rss_b_minus_a_mb\": {:.2}}}",
+                 \"rss_c_minus_a_mb\": {:.2}, \"rss_b_minus_a_mb\": {:.2}, \"c_over_a_rounds\": [{}], \
+                 \"c_over_a_pooled\": {:.5}, \"c_over_a_chunk_q1\": {:.5}, \"c_over_a_chunk_q3\": {:.5}}}",
                 scenario.label(),
                 r.c_over_a,
                 r.b_over_a,
@@ -1344,6 +1528,14 @@ impl Report<'_> {
                 r.b_lost_percent,
                 self.rss_delta_mb(Mode::C, *scenario),
                 self.rss_delta_mb(Mode::B, *scenario),
+                r.c_over_a_rounds
+                    .iter()
+                    .map(|r| format!("{r:.5}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.c_over_a_pooled,
+                r.c_over_a_chunk_q1,
+                r.c_over_a_chunk_q3,
             );
             out.push_str(if index + 1 < scenarios.len() {
                 ",\n"
@@ -1359,7 +1551,7 @@ impl Report<'_> {
                  \"load_seconds\": {:.4}, \"rps\": {:.1}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"cpu_ns\": {}, \
                  \"stat_cpu_ns\": {}, \"cpu_us_per_request\": {:.3}, \"rss_kb\": {}, \"threads\": {}, \"spans\": {}, \
                  \"expected_spans\": {}, \"metrics_bytes\": {}, \"exit_code\": {}, \"exit_seconds\": {:.3}, \
-                 \"exit_timed_out\": {}, \"stderr_bytes\": {}}}",
+                 \"exit_timed_out\": {}, \"stderr_bytes\": {}, \"chunk_cpu_us\": [{}]}}",
                 s.round,
                 s.scenario.label(),
                 s.mode.flag(),
@@ -1384,6 +1576,11 @@ impl Report<'_> {
                 s.exit.seconds,
                 s.exit.timed_out,
                 s.stderr_bytes,
+                s.chunk_cpu_us
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
             out.push_str(if index + 1 < self.samples.len() {
                 ",\n"
@@ -1443,7 +1640,9 @@ fn json_value_start<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use crate::bench::{json_number, json_string, median};
+    use crate::bench::{
+        Mode, chunk_order, chunk_sizes, json_number, json_string, median, quantile,
+    };
 
     #[test]
     fn json_fields_are_read_from_one_line_objects() {
@@ -1461,5 +1660,28 @@ mod tests {
     fn median_of_even_count_averages_the_middle_pair() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn quantiles_take_the_nearest_rank() {
+        let values = [4.0, 1.0, 3.0, 2.0, 5.0];
+        assert_eq!(quantile(&values, 0.0), 1.0);
+        assert_eq!(quantile(&values, 0.25), 2.0);
+        assert_eq!(quantile(&values, 1.0), 5.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn chunks_cover_the_requests_and_the_last_one_takes_the_rest() {
+        assert_eq!(chunk_sizes(30, 10), [10, 10, 10]);
+        assert_eq!(chunk_sizes(25, 10), [10, 10, 5]);
+        assert_eq!(chunk_sizes(5, 10), [5]);
+    }
+
+    #[test]
+    fn the_order_of_the_modes_reverses_by_chunk_and_by_round() {
+        assert_eq!(chunk_order(1, 0), [Mode::A, Mode::B, Mode::C]);
+        assert_eq!(chunk_order(1, 1), [Mode::C, Mode::B, Mode::A]);
+        assert_eq!(chunk_order(2, 0), [Mode::C, Mode::B, Mode::A]);
     }
 }

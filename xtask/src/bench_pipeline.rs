@@ -67,7 +67,7 @@ use serde_json::{Value, json};
 
 use crate::bench::{
     CpuTime, LoadResult, Pinning, clock_ticks_per_second, cpu_time, json_number, loadavg, median,
-    release_copy, rss_kb, run_load, target_dir, verdict,
+    quantile, release_copy, rss_kb, run_load, target_dir, verdict,
 };
 use crate::demo::metric_sum;
 use crate::process::{Spawned, http_get};
@@ -816,16 +816,6 @@ fn signed_list(values: &[f64]) -> String {
         .join(", ")
 }
 
-/// The `q` quantile (0 to 1) of `values`, by nearest rank.
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    match sorted.len() {
-        0 => f64::NAN,
-        n => sorted[((n - 1) as f64 * q).round() as usize],
-    }
-}
-
 /// Everything the printed table and the JSON file are made from.
 #[derive(Debug)]
 struct Report<'a> {
@@ -1131,7 +1121,7 @@ impl Report<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::bench_pipeline::{Mode, quantile};
+    use crate::bench_pipeline::Mode;
 
     #[test]
     fn the_order_of_the_modes_alternates_by_chunk_and_by_round() {
@@ -1139,14 +1129,5 @@ mod tests {
         assert_eq!(Mode::order(1, 1), [Mode::On, Mode::Off]);
         assert_eq!(Mode::order(2, 0), [Mode::On, Mode::Off]);
         assert_eq!(Mode::order(2, 1), [Mode::Off, Mode::On]);
-    }
-
-    #[test]
-    fn quantiles_take_the_nearest_rank() {
-        let values = [4.0, 1.0, 3.0, 2.0, 5.0];
-        assert_eq!(quantile(&values, 0.0), 1.0);
-        assert_eq!(quantile(&values, 0.25), 2.0);
-        assert_eq!(quantile(&values, 1.0), 5.0);
-        assert!(quantile(&[], 0.5).is_nan());
     }
 }
