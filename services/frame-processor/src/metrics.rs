@@ -2,8 +2,15 @@
 //!
 //! Names follow the detektor example service this one replaces, so its dashboards keep
 //! working. Every label has a fixed set of values (stages, detection types, error types).
+//!
+//! The series a frame records (stage durations, detections, frames processed) are
+//! registered once, in [`FrameMetrics`], so a frame updates them through handles: a
+//! `metrics::histogram!(name, "stage" => stage)` call per record builds the key, hashes it
+//! and looks it up in the recorder's registry every time.
 
 use std::time::Duration;
+
+use metrics::{Counter, Histogram};
 
 use telemetry::metrics::{Catalog, MetricDef, MetricKind, MetricUnit};
 
@@ -88,9 +95,85 @@ pub fn register() {
     metrics::gauge!(STORED_FRAMES).set(0.0);
 }
 
-/// Records the duration of one stage.
-pub fn stage_duration(stage: &'static str, elapsed: Duration) {
-    metrics::histogram!(PROCESSING_DURATION, "stage" => stage).record(elapsed.as_secs_f64());
+/// Handles of the series a processed frame records, taken from the recorder installed
+/// when they are created (before [`telemetry::init`], they are no-ops).
+#[derive(Debug, Clone)]
+pub struct FrameMetrics {
+    frames_processed: Counter,
+    /// By [`Stage`], in [`Stage::ALL`] order.
+    detections: [Counter; 3],
+    /// By stage, in [`TIMED_STAGES`] order.
+    durations: [Histogram; 6],
+}
+
+/// A timed part of processing: a value of the `stage` label of [`PROCESSING_DURATION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timed {
+    /// Decoding the pixels.
+    Decode,
+    /// One detection stage.
+    Stage(Stage),
+    /// Storing the result.
+    Store,
+    /// The whole frame.
+    Total,
+}
+
+impl Timed {
+    /// The label value, one of [`TIMED_STAGES`].
+    pub fn as_str(self) -> &'static str {
+        TIMED_STAGES[self.index()]
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Timed::Decode => 0,
+            Timed::Stage(Stage::Objects) => 1,
+            Timed::Stage(Stage::Faces) => 2,
+            Timed::Stage(Stage::Gestures) => 3,
+            Timed::Store => 4,
+            Timed::Total => 5,
+        }
+    }
+}
+
+impl FrameMetrics {
+    /// Registers the series with the current recorder.
+    pub fn new() -> FrameMetrics {
+        FrameMetrics {
+            frames_processed: metrics::counter!(FRAMES_PROCESSED),
+            detections: Stage::ALL
+                .map(|stage| metrics::counter!(DETECTIONS, "type" => stage.detection_type())),
+            durations: TIMED_STAGES
+                .map(|stage| metrics::histogram!(PROCESSING_DURATION, "stage" => stage)),
+        }
+    }
+
+    /// Records how long a part of processing took.
+    pub fn duration(&self, timed: Timed, elapsed: Duration) {
+        self.durations[timed.index()].record(elapsed.as_secs_f64());
+    }
+
+    /// Counts the detections of one stage.
+    pub fn detections(&self, stage: Stage, count: usize) {
+        let index = match stage {
+            Stage::Objects => 0,
+            Stage::Faces => 1,
+            Stage::Gestures => 2,
+        };
+        self.detections[index].increment(count as u64);
+    }
+
+    /// Counts a frame processed to the end.
+    pub fn frame_processed(&self) {
+        self.frames_processed.increment(1);
+    }
+}
+
+impl Default for FrameMetrics {
+    fn default() -> Self {
+        FrameMetrics::new()
+    }
 }
 
 /// Counts a failed frame.
@@ -101,6 +184,22 @@ pub fn error(error_type: &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_timed_part_has_its_own_label_value() {
+        let mut labels: Vec<&str> = [Timed::Decode, Timed::Store, Timed::Total]
+            .into_iter()
+            .chain(Stage::ALL.map(Timed::Stage))
+            .map(Timed::as_str)
+            .collect();
+        labels.sort_unstable();
+        let mut expected = TIMED_STAGES.to_vec();
+        expected.sort_unstable();
+        assert_eq!(labels, expected);
+        for stage in Stage::ALL {
+            assert_eq!(Timed::Stage(stage).as_str(), stage.as_str());
+        }
+    }
 
     #[test]
     fn the_catalog_follows_the_naming_rules() {

@@ -39,7 +39,7 @@ use tracing::{Instrument as _, Span};
 use crate::accuracy::{self, FrameScore};
 use crate::cameras::{CameraStats, Cameras, Processed};
 use crate::detect::{Detection, Detector, Stage, StageInput, Thumbnail};
-use crate::metrics::{self, DETECTIONS, FRAMES_PROCESSED};
+use crate::metrics::{self, FrameMetrics, Timed};
 use crate::model::{Detections, FrameError, FrameInput, FrameResult, StageResult, Summary};
 use crate::pool::StagePool;
 use crate::store::{ResultStore, StoreLimits};
@@ -74,6 +74,7 @@ pub struct Processor {
     cameras: Cameras,
     slots: Semaphore,
     pool: StagePool,
+    metrics: FrameMetrics,
 }
 
 /// What the camera keeps of a frame besides its result.
@@ -102,6 +103,7 @@ impl Processor {
                 detectors.len().saturating_sub(1) * limits.max_concurrent_frames.max(1),
             ),
             detectors,
+            metrics: FrameMetrics::new(),
         }
     }
 
@@ -174,8 +176,8 @@ impl Processor {
                 Stage::Faces => &mut detections.faces,
                 Stage::Gestures => &mut detections.gestures,
             };
-            ::metrics::counter!(DETECTIONS, "type" => stage.detection_type())
-                .increment(items.len() as u64);
+            self.metrics.duration(Timed::Stage(stage), elapsed);
+            self.metrics.detections(stage, items.len());
             result.count += items.len();
             result.items.extend(items);
             result.duration_ms += elapsed.as_secs_f64() * 1000.0;
@@ -206,8 +208,8 @@ impl Processor {
             },
             &result,
         );
-        ::metrics::counter!(FRAMES_PROCESSED).increment(1);
-        metrics::stage_duration("total", started.elapsed());
+        self.metrics.frame_processed();
+        self.metrics.duration(Timed::Total, started.elapsed());
         Ok(result)
     }
 
@@ -218,7 +220,7 @@ impl Processor {
         input: &FrameInput,
         previous: Option<Arc<Thumbnail>>,
     ) -> Result<Analysis, ProcessError> {
-        let image = Arc::new(decode_frame(input)?);
+        let image = Arc::new(decode_frame(input, &self.metrics)?);
         let thumbnail = Arc::new(Thumbnail::of(&image));
         let parent = Span::current();
         let frame_id = input.frame_id.to_string();
@@ -271,7 +273,7 @@ impl Processor {
             result,
         });
         span.record("store.frames", self.store.len() as i64);
-        metrics::stage_duration("store", started.elapsed());
+        self.metrics.duration(Timed::Store, started.elapsed());
     }
 
     /// The stored result of a frame.
@@ -292,10 +294,10 @@ impl Processor {
     skip_all,
     fields(frame.id = %input.frame_id, camera.id = %input.camera_id, frame.format = input.format.as_str()),
 )]
-fn decode_frame(input: &FrameInput) -> Result<image::RgbImage, FrameError> {
+fn decode_frame(input: &FrameInput, metrics: &FrameMetrics) -> Result<image::RgbImage, FrameError> {
     let started = Instant::now();
     let image = input.decode()?;
-    metrics::stage_duration("decode", started.elapsed());
+    metrics.duration(Timed::Decode, started.elapsed());
     Ok(image)
 }
 
@@ -308,7 +310,6 @@ fn run_stage(
     let started = Instant::now();
     let detections = detector.detect(input);
     let elapsed = started.elapsed();
-    metrics::stage_duration(stage.as_str(), elapsed);
     let mut labels: Vec<&str> = detections.iter().map(|d| d.label.as_str()).collect();
     labels.sort_unstable();
     labels.dedup();

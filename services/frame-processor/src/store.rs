@@ -25,6 +25,8 @@ pub struct StoreLimits {
 pub struct ResultStore {
     limits: StoreLimits,
     inner: Mutex<Inner>,
+    /// [`STORED_FRAMES`], registered once.
+    stored_frames: metrics::Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -39,6 +41,7 @@ impl ResultStore {
         ResultStore {
             limits,
             inner: Mutex::new(Inner::default()),
+            stored_frames: metrics::gauge!(STORED_FRAMES),
         }
     }
 
@@ -96,7 +99,7 @@ impl ResultStore {
             }
             order.pop_front();
         }
-        metrics::gauge!(STORED_FRAMES).set(by_id.len() as f64);
+        self.stored_frames.set(by_id.len() as f64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
