@@ -1118,6 +1118,15 @@ pub(crate) fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// `values` with `decimals` digits after the point, separated by ", ".
+fn number_list(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The `q` quantile (0 to 1) of `values`, by nearest rank.
 pub(crate) fn quantile(values: &[f64], q: f64) -> f64 {
     let mut sorted = values.to_vec();
@@ -1330,12 +1339,7 @@ impl Report<'_> {
                 out,
                 "{:<13}   c/a per round: {}; pooled over rounds {:.4}; per chunk (paired) quartiles {:.4}–{:.4}",
                 "",
-                ratios
-                    .c_over_a_rounds
-                    .iter()
-                    .map(|r| format!("{r:.4}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                number_list(&ratios.c_over_a_rounds, 4),
                 ratios.c_over_a_pooled,
                 ratios.c_over_a_chunk_q1,
                 ratios.c_over_a_chunk_q3,
@@ -1528,11 +1532,7 @@ impl Report<'_> {
                 r.b_lost_percent,
                 self.rss_delta_mb(Mode::C, *scenario),
                 self.rss_delta_mb(Mode::B, *scenario),
-                r.c_over_a_rounds
-                    .iter()
-                    .map(|r| format!("{r:.5}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                number_list(&r.c_over_a_rounds, 5),
                 r.c_over_a_pooled,
                 r.c_over_a_chunk_q1,
                 r.c_over_a_chunk_q3,
@@ -1576,11 +1576,7 @@ impl Report<'_> {
                 s.exit.seconds,
                 s.exit.timed_out,
                 s.stderr_bytes,
-                s.chunk_cpu_us
-                    .iter()
-                    .map(|v| format!("{v:.3}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                number_list(&s.chunk_cpu_us, 3),
             );
             out.push_str(if index + 1 < self.samples.len() {
                 ",\n"
