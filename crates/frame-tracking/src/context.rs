@@ -389,7 +389,7 @@ impl TraceContext {
     /// assert!(!TraceContext::current().is_valid());
     /// ```
     pub fn current() -> TraceContext {
-        Context::map_current(TraceContext::from_otel_context)
+        TraceContext::from_otel_context(&telemetry::spans::current_context())
     }
 
     fn metadata_entries(&self) -> impl Iterator<Item = (String, String)> {

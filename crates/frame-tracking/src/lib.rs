@@ -14,7 +14,7 @@
 //!   RabbitMQ) with their trace context, and receive them with ack, retry and dead letters.
 //! - [`guide`]: the integration guide, with examples that are compiled as doctests.
 //!
-//! The crate uses the OpenTelemetry API (through `tracing` and `tracing-opentelemetry`)
+//! The crate uses the OpenTelemetry API (through `tracing` and `telemetry`'s span layer)
 //! only, never the SDK: without a tracer installed
 //! (telemetry disabled) every context is simply invalid and nothing fails.
 //!

@@ -1,8 +1,8 @@
-//! Spans for the work on a frame: [`FrameSpan`], a `tracing` span bridged to OpenTelemetry
-//! by `tracing-opentelemetry`, with `frame.id` and `camera.id` set, parented on the frame's
+//! Spans for the work on a frame: [`FrameSpan`], a `tracing` span exported as an
+//! OpenTelemetry span by `telemetry`'s span layer, with `frame.id` and `camera.id` set, parented on the frame's
 //! [`TraceContext`] when it has a valid one.
 //!
-//! Without a `tracing-opentelemetry` layer installed (telemetry disabled) a frame span is
+//! Without that layer installed (telemetry disabled) a frame span is
 //! an ordinary `tracing` span: events and attributes go nowhere and its
 //! [`context`](FrameSpan::context) is invalid, which every carrier ignores.
 //!
@@ -26,7 +26,7 @@ use std::borrow::Cow;
 
 use opentelemetry::{Key, KeyValue, Value};
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use telemetry::spans::SpanExt;
 
 use crate::context::TraceContext;
 use crate::id::FrameId;
@@ -121,11 +121,11 @@ impl TraceContext {
 }
 
 /// Makes `parent` the parent of `span` when it is valid; a span already started keeps its
-/// parent (tracing-opentelemetry refuses late changes, which is harmless here).
+/// parent (late changes are refused, which is harmless here).
 pub(crate) fn set_parent(span: &Span, parent: &TraceContext) {
     if parent.is_valid() {
         // The only error is "already started"; the span then keeps its contextual parent.
-        let _ = span.set_parent(parent.to_otel_context());
+        let _ = span.set_parent(&parent.to_otel_context());
     }
 }
 

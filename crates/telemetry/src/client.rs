@@ -17,7 +17,7 @@ use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::SdkTracer;
 use reqwest_middleware::{Middleware, Next};
 
@@ -115,7 +115,7 @@ impl Middleware for ClientTelemetry {
             PeerLabel::Fixed(name) => (*name).to_owned(),
         };
 
-        let parent = Context::current();
+        let parent = crate::spans::current_context();
         let cx = match &state.tracer {
             Some(tracer) => {
                 let method_name = METHODS[method];

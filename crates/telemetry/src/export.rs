@@ -15,7 +15,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use opentelemetry::{Context, Value};
+use opentelemetry::{Context, InstrumentationScope, Value};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 use tokio::sync::{mpsc, oneshot};
@@ -145,7 +145,6 @@ pub(crate) struct BatchSpanProcessor {
     max_export_batch_size: usize,
     control: mpsc::UnboundedSender<Control>,
     counters: ExportCounters,
-    value_length_limit: Option<usize>,
     is_shutdown: AtomicBool,
     shutdown_timeout: Duration,
 }
@@ -155,7 +154,6 @@ impl BatchSpanProcessor {
         runtime: &tokio::runtime::Handle,
         exporter: OtlpSpanExporter,
         config: BatchConfig,
-        value_length_limit: Option<usize>,
         shutdown_timeout: Duration,
     ) -> Self {
         let (spans, span_rx) = crossbeam_channel::bounded(config.max_queue_size);
@@ -183,7 +181,6 @@ impl BatchSpanProcessor {
             max_export_batch_size: config.max_export_batch_size,
             control,
             counters,
-            value_length_limit,
             is_shutdown: AtomicBool::new(false),
             shutdown_timeout,
         }
@@ -212,33 +209,30 @@ impl BatchSpanProcessor {
     }
 }
 
-impl SpanProcessor for BatchSpanProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, mut span: SpanData) {
-        if !span.span_context.is_sampled() {
-            return;
-        }
+impl BatchSpanProcessor {
+    /// Counts one ended span and tells whether the queue would take it; a span refused
+    /// here (queue full, shut down) is counted as dropped and not worth encoding.
+    fn admit(&self) -> bool {
         self.counters.ended.increment(1);
         if self.is_shutdown.load(Ordering::Relaxed) {
             self.counters.dropped_shutdown.increment(1);
-            return;
+            return false;
         }
-        // Not worth encoding a span the queue cannot take.
         if self.spans.is_full() {
             self.counters.dropped_queue_full.increment(1);
-            return;
+            return false;
         }
-        if let Some(limit) = self.value_length_limit {
-            truncate_values(&mut span, limit);
-        }
-        let mut bytes = self.buffers.try_recv().unwrap_or_default();
-        crate::otlp::encode_span(&mut bytes, &span);
-        let encoded = EncodedSpan {
-            scope: span.instrumentation_scope,
-            bytes,
-        };
-        if self.spans.try_send(encoded).is_err() {
+        true
+    }
+
+    /// A buffer the export task emptied, or a new one.
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers.try_recv().unwrap_or_default()
+    }
+
+    /// Queues an admitted span; wakes the export task when a batch is full.
+    fn push(&self, span: EncodedSpan) {
+        if self.spans.try_send(span).is_err() {
             self.counters.dropped_queue_full.increment(1);
         } else if self.spans.len() >= self.max_export_batch_size
             && !self.batch_ready.pending.swap(true, Ordering::AcqRel)
@@ -259,6 +253,145 @@ impl SpanProcessor for BatchSpanProcessor {
     }
 }
 
+/// Where ended spans go, encoded once: the OTLP batch processor and/or the console
+/// (`OTEL_TRACES_EXPORTER`). Shared by the SDK's spans (through [`SinkProcessor`]) and
+/// the `tracing` spans of [`crate::spans::SpanLayer`], which encode themselves.
+#[derive(Debug, Default)]
+pub(crate) struct SpanSinks {
+    batch: Option<BatchSpanProcessor>,
+    console: Option<ConsoleSink>,
+    value_length_limit: Option<usize>,
+}
+
+/// Which sinks take a span that ended: the result of [`SpanSinks::admit`].
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub(crate) struct Admission {
+    batch: bool,
+    console: bool,
+}
+
+impl Admission {
+    /// Whether any sink takes the span (else encoding it is wasted work).
+    pub(crate) fn any(self) -> bool {
+        self.batch || self.console
+    }
+}
+
+impl SpanSinks {
+    pub(crate) fn new(
+        batch: Option<BatchSpanProcessor>,
+        console: bool,
+        value_length_limit: Option<usize>,
+    ) -> Self {
+        Self {
+            batch,
+            console: console.then(ConsoleSink::default),
+            value_length_limit,
+        }
+    }
+
+    /// Whether no exporter takes spans (`OTEL_TRACES_EXPORTER=none`).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.batch.is_none() && self.console.is_none()
+    }
+
+    /// Counts one ended, sampled span and tells which sinks take it.
+    pub(crate) fn admit(&self) -> Admission {
+        Admission {
+            batch: self.batch.as_ref().is_some_and(BatchSpanProcessor::admit),
+            console: self.console.is_some(),
+        }
+    }
+
+    /// A buffer to encode a span into: one the export task recycled when there is one.
+    pub(crate) fn buffer(&self) -> Vec<u8> {
+        self.batch
+            .as_ref()
+            .map(BatchSpanProcessor::buffer)
+            .unwrap_or_default()
+    }
+
+    /// Hands an encoded span (a `ScopeSpans.spans` field) to the sinks that admitted it.
+    pub(crate) fn deliver(&self, admission: Admission, scope: &InstrumentationScope, bytes: Vec<u8>) {
+        if admission.console
+            && let Some(console) = &self.console
+        {
+            console.print(scope, &bytes);
+        }
+        if admission.batch
+            && let Some(batch) = &self.batch
+        {
+            batch.push(EncodedSpan {
+                scope: scope.clone(),
+                bytes,
+            });
+        }
+    }
+
+    pub(crate) fn force_flush(&self) -> OTelSdkResult {
+        self.batch
+            .as_ref()
+            .map_or(Ok(()), BatchSpanProcessor::force_flush)
+    }
+
+    pub(crate) fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.batch
+            .as_ref()
+            .map_or(Ok(()), |batch| batch.shutdown_with_timeout(timeout))
+    }
+}
+
+/// The SDK's side of [`SpanSinks`]: spans made with the OpenTelemetry API (the HTTP
+/// layer's server spans, the client's spans, `global::tracer`) are encoded from their
+/// `SpanData` on the thread that ended them.
+#[derive(Debug)]
+pub(crate) struct SinkProcessor(pub(crate) Arc<SpanSinks>);
+
+impl SpanProcessor for SinkProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, mut span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        let admission = self.0.admit();
+        if !admission.any() {
+            return;
+        }
+        if let Some(limit) = self.0.value_length_limit {
+            truncate_values(&mut span, limit);
+        }
+        let mut bytes = self.0.buffer();
+        crate::otlp::encode_span(&mut bytes, &span);
+        self.0
+            .deliver(admission, &span.instrumentation_scope, bytes);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+}
+
+/// `OTEL_TRACES_EXPORTER=console`: each span as one JSON line on stdout, when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleSink;
+
+impl ConsoleSink {
+    fn print(&self, scope: &InstrumentationScope, bytes: &[u8]) {
+        let Some(line) = crate::otlp::span_json(scope, bytes) else {
+            return;
+        };
+        let mut line = line.to_string();
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), line.as_bytes());
+    }
+}
+
 /// Cuts string attribute values (and strings inside arrays) to `limit` bytes at a char
 /// boundary: `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, which the Rust SDK does not implement.
 pub(crate) fn truncate_values(span: &mut SpanData, limit: usize) {
@@ -272,7 +405,7 @@ pub(crate) fn truncate_values(span: &mut SpanData, limit: usize) {
     }
 }
 
-fn truncate_value(value: &mut Value, limit: usize) {
+pub(crate) fn truncate_value(value: &mut Value, limit: usize) {
     match value {
         Value::String(s) if s.as_str().len() > limit => {
             *value = Value::String(truncate_str(s.as_str(), limit).to_owned().into());
@@ -288,7 +421,7 @@ fn truncate_value(value: &mut Value, limit: usize) {
     }
 }
 
-fn truncate_str(s: &str, limit: usize) -> &str {
+pub(crate) fn truncate_str(s: &str, limit: usize) -> &str {
     let mut end = limit.min(s.len());
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -34,6 +34,7 @@ pub mod logs;
 pub mod metrics;
 mod otlp;
 pub mod resource;
+pub mod spans;
 pub mod traces;
 
 use std::sync::Arc;
@@ -271,16 +272,23 @@ impl Telemetry {
             _ => None,
         };
 
-        let tracer_provider = traces::provider(
+        let (tracer_provider, sinks) = traces::provider(
             &config,
             resource.clone(),
             runtime.as_ref().map(ExportRuntime::handle),
         )?;
-        let tracer = tracer_provider.tracer_with_scope(
-            opentelemetry::InstrumentationScope::builder("pathlight-telemetry")
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        );
+        let scope = opentelemetry::InstrumentationScope::builder("pathlight-telemetry")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let tracer = tracer_provider.tracer_with_scope(scope.clone());
+        let span_layer = spans::SpanLayer::new(spans::Pipeline {
+            sinks,
+            settings: spans::Settings {
+                sampler: config.sampler,
+                limits: config.limits,
+            },
+            scope,
+        });
 
         let logger = match (
             &runtime,
@@ -293,7 +301,7 @@ impl Telemetry {
         };
 
         if install {
-            install_subscriber(&config, Some(tracer.clone()), logger.as_ref())?;
+            install_subscriber(&config, Some(span_layer), logger.as_ref())?;
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             opentelemetry::global::set_text_map_propagator(traces::propagator(config.propagators));
         }
@@ -482,7 +490,7 @@ fn spawn_shutdown(
 /// and log records to OTLP when asked.
 fn install_subscriber(
     config: &TelemetryConfig,
-    tracer: Option<SdkTracer>,
+    spans: Option<spans::SpanLayer>,
     logger: Option<&SdkLoggerProvider>,
 ) -> Result<(), InitError> {
     let filter = log_filter(config);
@@ -490,11 +498,6 @@ fn install_subscriber(
         .logs_exporters
         .contains(&LogsExporter::Console)
         .then(logs::JsonLogLayer::stdout);
-    let spans = tracer.map(|tracer| {
-        tracing_opentelemetry::OpenTelemetryLayer::new(tracer)
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-    });
     // Exporters log through `tracing` too: keep their own events out of the OTLP log
     // pipeline, or every failed export would produce more records to export.
     let otlp_logs = logger.map(|provider| {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -14,9 +14,9 @@ use tracing_subscriber::registry::LookupSpan;
 /// Writes each event as one JSON object per line:
 /// `{"timestamp","level","target","message",<fields>,"span","trace_id","span_id"}`.
 ///
-/// `trace_id` and `span_id` are those of the active OpenTelemetry context: the current
-/// `tracing` span once `tracing-opentelemetry` activated it, or the server span of
-/// [`crate::http::TelemetryLayer`] while a request is handled.
+/// `trace_id` and `span_id` are those of the event's `tracing` span (as
+/// [`crate::spans::SpanLayer`] records it), or else of the attached OpenTelemetry context:
+/// the server span of [`crate::http::TelemetryLayer`] while a request is handled.
 #[derive(Debug)]
 pub struct JsonLogLayer<W = fn() -> std::io::Stdout> {
     make_writer: W,
@@ -45,7 +45,25 @@ where
     Out: std::io::Write,
 {
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut line = format_event(event, ctx.event_span(event).map(|s| s.name()));
+        let span = ctx.event_span(event);
+        // The event's span, when the span layer records it; else the attached context.
+        let ids = span
+            .as_ref()
+            .and_then(|span| {
+                let mut extensions = span.extensions_mut();
+                let state = extensions.get_mut::<crate::spans::SpanState>()?;
+                let context = state.start();
+                Some((context.trace_id(), context.span_id()))
+            })
+            .or_else(|| {
+                let cx = opentelemetry::Context::current();
+                let span = cx.span();
+                let context = span.span_context();
+                context
+                    .is_valid()
+                    .then(|| (context.trace_id(), context.span_id()))
+            });
+        let mut line = format_event(event, span.map(|s| s.name()), ids);
         line.push('\n');
         let mut out = (self.make_writer)();
         // One write per line so concurrent lines do not interleave.
@@ -54,7 +72,11 @@ where
 }
 
 /// Builds the JSON line for one event (without the newline).
-pub(crate) fn format_event(event: &Event<'_>, span: Option<&'static str>) -> String {
+pub(crate) fn format_event(
+    event: &Event<'_>,
+    span: Option<&'static str>,
+    ids: Option<(TraceId, SpanId)>,
+) -> String {
     let metadata = event.metadata();
     let mut fields = Map::new();
     fields.insert("timestamp".to_owned(), Value::String(timestamp()));
@@ -73,18 +95,9 @@ pub(crate) fn format_event(event: &Event<'_>, span: Option<&'static str>) -> Str
     if let Some(span) = span {
         fields.insert("span".to_owned(), Value::String(span.to_owned()));
     }
-    let cx = opentelemetry::Context::current();
-    let span_ref = cx.span();
-    let span_context = span_ref.span_context();
-    if span_context.is_valid() {
-        fields.insert(
-            "trace_id".to_owned(),
-            Value::String(span_context.trace_id().to_string()),
-        );
-        fields.insert(
-            "span_id".to_owned(),
-            Value::String(span_context.span_id().to_string()),
-        );
+    if let Some((trace_id, span_id)) = ids {
+        fields.insert("trace_id".to_owned(), Value::String(trace_id.to_string()));
+        fields.insert("span_id".to_owned(), Value::String(span_id.to_string()));
     }
     Value::Object(fields).to_string()
 }

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes};
-use opentelemetry::trace::{SpanKind, Status};
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status};
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
@@ -24,10 +24,10 @@ use crate::config::{Compression, OtlpConfig, Protocol};
 
 // Wire types; field numbers are from opentelemetry/proto/trace/v1/trace.proto and
 // common/v1/common.proto.
-const LEN: u8 = 2;
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const FIXED32: u8 = 5;
+pub(crate) const LEN: u8 = 2;
+pub(crate) const VARINT: u8 = 0;
+pub(crate) const FIXED64: u8 = 1;
+pub(crate) const FIXED32: u8 = 5;
 
 /// Messages larger than this cannot be described by a four-byte varint.
 const MAX_NESTED_LEN: usize = (1 << 28) - 1;
@@ -49,32 +49,7 @@ pub(crate) struct EncodedSpan {
 /// non-minimal varint that every protobuf decoder accepts, patched when they end.
 pub(crate) fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
     let at = begin(buf, 2);
-    let context = &span.span_context;
-    put_bytes(buf, 1, &context.trace_id().to_bytes());
-    put_bytes(buf, 2, &context.span_id().to_bytes());
-    let trace_state = context.trace_state().header();
-    if !trace_state.is_empty() {
-        put_bytes(buf, 3, trace_state.as_bytes());
-    }
-    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        put_bytes(buf, 4, &span.parent_span_id.to_bytes());
-    }
-    put_bytes(buf, 5, span.name.as_bytes());
-    put_uint(
-        buf,
-        6,
-        match span.span_kind {
-            SpanKind::Internal => 1,
-            SpanKind::Server => 2,
-            SpanKind::Client => 3,
-            SpanKind::Producer => 4,
-            SpanKind::Consumer => 5,
-        },
-    );
-    put_fixed64(buf, 7, unix_nanos(span.start_time));
-    put_fixed64(buf, 8, unix_nanos(span.end_time));
     put_key_values(buf, 9, &span.attributes);
-    put_uint(buf, 10, u64::from(span.dropped_attributes_count));
     for event in span.events.iter() {
         let at = begin(buf, 11);
         put_fixed64(buf, 1, unix_nanos(event.timestamp));
@@ -83,29 +58,78 @@ pub(crate) fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
         put_uint(buf, 4, u64::from(event.dropped_attributes_count));
         end(buf, at);
     }
-    put_uint(buf, 12, u64::from(span.events.dropped_count));
     for link in span.links.iter() {
-        let at = begin(buf, 13);
-        put_bytes(buf, 1, &link.span_context.trace_id().to_bytes());
-        put_bytes(buf, 2, &link.span_context.span_id().to_bytes());
-        let state = link.span_context.trace_state().header();
-        if !state.is_empty() {
-            put_bytes(buf, 3, state.as_bytes());
-        }
-        put_key_values(buf, 4, &link.attributes);
-        put_uint(buf, 5, u64::from(link.dropped_attributes_count));
-        put_fixed32(
+        put_link(
             buf,
-            6,
-            span_flags(
-                link.span_context.trace_flags().to_u8(),
-                link.span_context.is_remote(),
-            ),
+            &link.span_context,
+            &link.attributes,
+            link.dropped_attributes_count,
         );
-        end(buf, at);
     }
-    put_uint(buf, 14, u64::from(span.links.dropped_count));
-    match &span.status {
+    put_span_header(
+        buf,
+        &SpanHeader {
+            context: &span.span_context,
+            parent_span_id: span.parent_span_id,
+            parent_is_remote: span.parent_span_is_remote,
+            name: &span.name,
+            kind: &span.span_kind,
+            start_time: span.start_time,
+            end_time: span.end_time,
+            status: &span.status,
+            dropped_attributes: span.dropped_attributes_count,
+            dropped_events: span.events.dropped_count,
+            dropped_links: span.links.dropped_count,
+        },
+    );
+    end(buf, at);
+}
+
+/// The fields of a `Span` besides its attributes, events and links.
+#[derive(Debug)]
+pub(crate) struct SpanHeader<'a> {
+    pub(crate) context: &'a SpanContext,
+    pub(crate) parent_span_id: SpanId,
+    pub(crate) parent_is_remote: bool,
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'a SpanKind,
+    pub(crate) start_time: SystemTime,
+    pub(crate) end_time: SystemTime,
+    pub(crate) status: &'a Status,
+    pub(crate) dropped_attributes: u32,
+    pub(crate) dropped_events: u32,
+    pub(crate) dropped_links: u32,
+}
+
+/// Appends the fields of `header` to a `Span` message. Protobuf decoders accept a
+/// message's fields in any order, so a span's attributes, events and links can be written
+/// first, as they are set, and these last, when it ends.
+pub(crate) fn put_span_header(buf: &mut Vec<u8>, header: &SpanHeader<'_>) {
+    let context = header.context;
+    put_bytes(buf, 1, &context.trace_id().to_bytes());
+    put_bytes(buf, 2, &context.span_id().to_bytes());
+    put_trace_state(buf, 3, context.trace_state());
+    if header.parent_span_id != SpanId::INVALID {
+        put_bytes(buf, 4, &header.parent_span_id.to_bytes());
+    }
+    put_bytes(buf, 5, header.name.as_bytes());
+    put_uint(
+        buf,
+        6,
+        match header.kind {
+            SpanKind::Internal => 1,
+            SpanKind::Server => 2,
+            SpanKind::Client => 3,
+            SpanKind::Producer => 4,
+            SpanKind::Consumer => 5,
+        },
+    );
+    put_fixed64(buf, 7, unix_nanos(header.start_time));
+    put_fixed64(buf, 8, unix_nanos(header.end_time));
+    put_uint(buf, 10, u64::from(header.dropped_attributes));
+    put_uint(buf, 12, u64::from(header.dropped_events));
+    put_uint(buf, 14, u64::from(header.dropped_links));
+    match header.status {
         Status::Unset => {}
         Status::Ok => {
             let at = begin(buf, 15);
@@ -124,9 +148,106 @@ pub(crate) fn encode_span(buf: &mut Vec<u8>, span: &SpanData) {
     put_fixed32(
         buf,
         16,
-        span_flags(context.trace_flags().to_u8(), span.parent_span_is_remote),
+        span_flags(context.trace_flags().to_u8(), header.parent_is_remote),
+    );
+}
+
+/// Appends a `Span.links` field.
+pub(crate) fn put_link(
+    buf: &mut Vec<u8>,
+    linked: &SpanContext,
+    attributes: &[KeyValue],
+    dropped_attributes: u32,
+) {
+    let at = begin(buf, 13);
+    put_bytes(buf, 1, &linked.trace_id().to_bytes());
+    put_bytes(buf, 2, &linked.span_id().to_bytes());
+    put_trace_state(buf, 3, linked.trace_state());
+    put_key_values(buf, 4, attributes);
+    put_uint(buf, 5, u64::from(dropped_attributes));
+    put_fixed32(
+        buf,
+        6,
+        span_flags(linked.trace_flags().to_u8(), linked.is_remote()),
     );
     end(buf, at);
+}
+
+fn put_trace_state(buf: &mut Vec<u8>, field: u8, state: &opentelemetry::trace::TraceState) {
+    let header = state.header();
+    if !header.is_empty() {
+        put_bytes(buf, field, header.as_bytes());
+    }
+}
+
+/// One encoded span (a `ScopeSpans.spans` field) as JSON, for the console exporter:
+/// decoded with `opentelemetry-proto`, so the console shows exactly what OTLP would carry.
+pub(crate) fn span_json(scope: &InstrumentationScope, field: &[u8]) -> Option<serde_json::Value> {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue as ProtoKeyValue, any_value};
+    use prost::Message as _;
+    use serde_json::{Map, Value as Json, json};
+
+    fn any(value: Option<&AnyValue>) -> Json {
+        match value.and_then(|v| v.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => Json::from(s.as_str()),
+            Some(any_value::Value::BoolValue(b)) => Json::from(*b),
+            Some(any_value::Value::IntValue(i)) => Json::from(*i),
+            Some(any_value::Value::DoubleValue(f)) => Json::from(*f),
+            Some(any_value::Value::ArrayValue(array)) => {
+                Json::Array(array.values.iter().map(|v| any(Some(v))).collect())
+            }
+            Some(other) => Json::from(format!("{other:?}")),
+            None => Json::Null,
+        }
+    }
+    fn attributes(kvs: &[ProtoKeyValue]) -> Json {
+        Json::Object(
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), any(kv.value.as_ref())))
+                .collect::<Map<_, _>>(),
+        )
+    }
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    // Skip the field's key (one byte) and its length (a four-byte placeholder).
+    let span = opentelemetry_proto::tonic::trace::v1::Span::decode(field.get(5..)?).ok()?;
+    let status = span.status.as_ref().map(|status| {
+        json!({
+            "code": match status.code { 1 => "ok", 2 => "error", _ => "unset" },
+            "message": status.message,
+        })
+    });
+    let kind = match span.kind {
+        2 => "server",
+        3 => "client",
+        4 => "producer",
+        5 => "consumer",
+        _ => "internal",
+    };
+    Some(json!({
+        "name": span.name,
+        "kind": kind,
+        "trace_id": hex(&span.trace_id),
+        "span_id": hex(&span.span_id),
+        "parent_span_id": hex(&span.parent_span_id),
+        "start_time_unix_nano": span.start_time_unix_nano,
+        "end_time_unix_nano": span.end_time_unix_nano,
+        "attributes": attributes(&span.attributes),
+        "events": span.events.iter().map(|event| json!({
+            "name": event.name,
+            "time_unix_nano": event.time_unix_nano,
+            "attributes": attributes(&event.attributes),
+        })).collect::<Vec<_>>(),
+        "links": span.links.iter().map(|link| json!({
+            "trace_id": hex(&link.trace_id),
+            "span_id": hex(&link.span_id),
+            "attributes": attributes(&link.attributes),
+        })).collect::<Vec<_>>(),
+        "status": status,
+        "scope": scope.name(),
+    }))
 }
 
 /// The `ResourceSpans.resource` field for `resource`, encoded once per exporter.
@@ -238,7 +359,7 @@ impl<'a> RequestLayout<'a> {
 }
 
 /// The length of a length-delimited field with a one-byte key and a `len`-byte body.
-fn field_len(len: usize) -> usize {
+pub(crate) fn field_len(len: usize) -> usize {
     1 + varint_len(len) + len
 }
 
@@ -311,7 +432,7 @@ fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
 
 /// Starts a nested message: its key and a four-byte length placeholder; returns where the
 /// placeholder is, for [`end`].
-fn begin(buf: &mut Vec<u8>, field: u8) -> usize {
+pub(crate) fn begin(buf: &mut Vec<u8>, field: u8) -> usize {
     key(buf, field, LEN);
     let at = buf.len();
     buf.extend_from_slice(&[0x80, 0x80, 0x80, 0x00]);
@@ -319,7 +440,7 @@ fn begin(buf: &mut Vec<u8>, field: u8) -> usize {
 }
 
 /// Ends the nested message begun at `at`: patches its length.
-fn end(buf: &mut [u8], at: usize) {
+pub(crate) fn end(buf: &mut [u8], at: usize) {
     let len = (buf.len() - at - 4).min(MAX_NESTED_LEN);
     buf[at] = (len & 0x7f) as u8 | 0x80;
     buf[at + 1] = ((len >> 7) & 0x7f) as u8 | 0x80;
@@ -327,31 +448,31 @@ fn end(buf: &mut [u8], at: usize) {
     buf[at + 3] = ((len >> 21) & 0x7f) as u8;
 }
 
-fn put_bytes(buf: &mut Vec<u8>, field: u8, value: &[u8]) {
+pub(crate) fn put_bytes(buf: &mut Vec<u8>, field: u8, value: &[u8]) {
     key(buf, field, LEN);
     varint(buf, value.len() as u64);
     buf.extend_from_slice(value);
 }
 
-fn put_uint(buf: &mut Vec<u8>, field: u8, value: u64) {
+pub(crate) fn put_uint(buf: &mut Vec<u8>, field: u8, value: u64) {
     if value != 0 {
         key(buf, field, VARINT);
         varint(buf, value);
     }
 }
 
-fn put_fixed64(buf: &mut Vec<u8>, field: u8, value: u64) {
+pub(crate) fn put_fixed64(buf: &mut Vec<u8>, field: u8, value: u64) {
     key(buf, field, FIXED64);
     buf.extend_from_slice(&value.to_le_bytes());
 }
 
-fn put_fixed32(buf: &mut Vec<u8>, field: u8, value: u32) {
+pub(crate) fn put_fixed32(buf: &mut Vec<u8>, field: u8, value: u32) {
     key(buf, field, FIXED32);
     buf.extend_from_slice(&value.to_le_bytes());
 }
 
 /// `KeyValue { key = 1; value = 2 }` for each attribute, with exact lengths.
-fn put_key_values<'a>(
+pub(crate) fn put_key_values<'a>(
     buf: &mut Vec<u8>,
     field: u8,
     attributes: impl IntoIterator<Item = &'a KeyValue>,
@@ -380,7 +501,7 @@ fn put_key_values<'a>(
 }
 
 /// The fields of an `AnyValue` (without its own key and length).
-fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
+pub(crate) fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(s) => put_bytes(buf, 1, s.as_str().as_bytes()),
         Value::Bool(b) => {
@@ -411,7 +532,7 @@ fn put_any_value_body(buf: &mut Vec<u8>, value: &Value) {
 }
 
 /// Encoded length of an `AnyValue`'s fields.
-fn any_value_len(value: &Value) -> usize {
+pub(crate) fn any_value_len(value: &Value) -> usize {
     match value {
         Value::String(s) => 1 + varint_len(s.as_str().len()) + s.as_str().len(),
         Value::Bool(_) => 2,
@@ -442,27 +563,27 @@ fn array_items(array: &Array) -> Vec<Value> {
     }
 }
 
-fn varint_len(value: usize) -> usize {
+pub(crate) fn varint_len(value: usize) -> usize {
     varint_len_u64(value as u64)
 }
 
-fn varint_len_u64(value: u64) -> usize {
+pub(crate) fn varint_len_u64(value: u64) -> usize {
     // One byte per started group of 7 bits; zero still takes one byte.
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Trace flags plus the "has is_remote" and "is_remote" bits of the OTLP span flags.
-fn span_flags(trace_flags: u8, remote: bool) -> u32 {
+pub(crate) fn span_flags(trace_flags: u8, remote: bool) -> u32 {
     u32::from(trace_flags) | 0x100 | if remote { 0x200 } else { 0 }
 }
 
-fn unix_nanos(time: SystemTime) -> u64 {
+pub(crate) fn unix_nanos(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
 }
 
 /// A field's key: one byte for fields below 16 (all but `Span.flags`).
-fn key(buf: &mut Vec<u8>, field: u8, wire_type: u8) {
+pub(crate) fn key(buf: &mut Vec<u8>, field: u8, wire_type: u8) {
     let tag = (u64::from(field) << 3) | u64::from(wire_type);
     if tag < 0x80 {
         buf.push(tag as u8);
@@ -471,7 +592,7 @@ fn key(buf: &mut Vec<u8>, field: u8, wire_type: u8) {
     }
 }
 
-fn varint(buf: &mut Vec<u8>, mut value: u64) {
+pub(crate) fn varint(buf: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         buf.push((value as u8) | 0x80);
         value >>= 7;

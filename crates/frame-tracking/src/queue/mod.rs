@@ -332,7 +332,7 @@ impl Delivery {
     /// Reports failed handling: the message is delivered again later, or moved to the
     /// dead-letter queue when it has been delivered `max_deliveries` times.
     pub async fn nack(self) -> Result<(), QueueError> {
-        tracing_opentelemetry::OpenTelemetrySpanExt::set_status(
+        telemetry::spans::SpanExt::set_status(
             &self.span,
             opentelemetry::trace::Status::error("handling failed"),
         );

@@ -1,0 +1,527 @@
+//! [`SpanLayer`]: the `tracing` layer that turns spans into OTLP spans, encoding each one
+//! as it is recorded (see [`super::record`]).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, InstrumentationScope};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context as LayerContext;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::{LimitsConfig, SamplerConfig};
+use crate::export::SpanSinks;
+use crate::otlp::SpanHeader;
+use crate::spans::record::{AttributeValue, SpanRecord};
+
+/// Turns `tracing` spans into OTLP spans: ids and sampling as the SDK would do them, the
+/// `otel.name`, `otel.kind`, `otel.status_code` and `otel.status_description` fields,
+/// code location attributes, and events inside a span as span events.
+///
+/// Installed by [`crate::Telemetry::start`]; [`super::SpanExt`] reaches a span's state
+/// through it.
+#[derive(Debug, Clone)]
+pub struct SpanLayer {
+    pub(crate) pipeline: Arc<Pipeline>,
+}
+
+/// What every span of a layer shares.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub(crate) sinks: Arc<SpanSinks>,
+    pub(crate) settings: Settings,
+    pub(crate) scope: InstrumentationScope,
+}
+
+/// The sampler and limits, copied into every span so that [`super::SpanExt`] can start
+/// it and record into it without the layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    pub(crate) sampler: SamplerConfig,
+    pub(crate) limits: LimitsConfig,
+}
+
+impl SpanLayer {
+    pub(crate) fn new(pipeline: Pipeline) -> Self {
+        Self {
+            pipeline: Arc::new(pipeline),
+        }
+    }
+}
+
+/// One span's state, kept in the registry's extensions from `on_new_span` to `on_close`.
+#[derive(Debug)]
+pub(crate) struct SpanState {
+    pub(crate) settings: Settings,
+    /// The parent's context until the span starts (ids and sampling are decided when
+    /// something first needs them, so `set_parent` right after creation still works).
+    parent: Option<SpanContext>,
+    /// The context from outside `tracing` this span's trace continues (a remote parent,
+    /// a server span, baggage): what [`super::SpanExt::context`] builds on.
+    base: Context,
+    /// This span's own context, once started.
+    started: Option<SpanContext>,
+    /// `None` when the span is not sampled, or when no sink would take it.
+    record: Option<SpanRecord>,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    status: Status,
+    start_time: SystemTime,
+    /// Which of the callsite's fields were recorded (bit = field index), so that
+    /// recording one again replaces it.
+    recorded: u64,
+}
+
+impl SpanState {
+    /// Decides the span's ids and sampling if it has not happened yet; returns its context.
+    pub(crate) fn start(&mut self) -> &SpanContext {
+        if self.started.is_none() {
+            let parent = self.parent.take();
+            let trace_id = parent
+                .as_ref()
+                .map_or_else(new_trace_id, SpanContext::trace_id);
+            let sampled = crate::traces::is_sampled(self.settings.sampler, parent.as_ref(), trace_id);
+            if !sampled {
+                self.record = None;
+            }
+            let trace_state = parent
+                .as_ref()
+                .map_or_else(TraceState::default, |p| p.trace_state().clone());
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            self.parent = parent;
+            self.started = Some(SpanContext::new(
+                trace_id,
+                new_span_id(),
+                flags,
+                false,
+                trace_state,
+            ));
+        }
+        self.started.get_or_insert_with(SpanContext::empty_context)
+    }
+
+    /// The span's context for carriers and children outside `tracing`.
+    pub(crate) fn context(&mut self) -> Context {
+        let span_context = self.start().clone();
+        self.base.with_remote_span_context(span_context)
+    }
+
+    /// Changes the parent; refused once the span has started.
+    pub(crate) fn set_parent(&mut self, cx: &Context) -> Result<(), super::SpanError> {
+        if self.started.is_some() {
+            return Err(super::SpanError::AlreadyStarted);
+        }
+        let span = cx.span();
+        let parent = span.span_context();
+        self.parent = parent.is_valid().then(|| parent.clone());
+        self.base = cx.clone();
+        Ok(())
+    }
+
+    /// The record, if the span is recorded, with the limits to record by.
+    pub(crate) fn record(&mut self) -> Option<(&mut SpanRecord, &LimitsConfig)> {
+        Some((self.record.as_mut()?, &self.settings.limits))
+    }
+
+    /// Sets the status: `Ok` is final, `Unset` changes nothing.
+    pub(crate) fn set_status(&mut self, status: Status) {
+        match (&self.status, status) {
+            (Status::Ok, _) | (_, Status::Unset) => {}
+            (_, status) => self.status = status,
+        }
+    }
+}
+
+fn new_trace_id() -> TraceId {
+    TraceId::from(rand::random::<u128>().max(1))
+}
+
+fn new_span_id() -> SpanId {
+    SpanId::from(rand::random::<u64>().max(1))
+}
+
+thread_local! {
+    /// Where `Debug` and `Display` field values are formatted before they are encoded.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Calls `f` with `value` formatted, in a per-thread buffer (a fresh one if a value's
+/// formatting itself records a field).
+fn formatted<R>(value: fmt::Arguments<'_>, f: impl FnOnce(&str) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut text) => {
+            text.clear();
+            let _ = text.write_fmt(value);
+            let out = f(&text);
+            if text.capacity() > 64 * 1024 {
+                *text = String::new();
+            }
+            out
+        }
+        Err(_) => f(&value.to_string()),
+    })
+}
+
+/// Records a callsite's fields into a span.
+struct FieldRecorder<'a> {
+    state: &'a mut SpanState,
+    limits: &'a LimitsConfig,
+    /// `on_record`: a field recorded before is replaced.
+    replace: bool,
+}
+
+impl FieldRecorder<'_> {
+    fn attribute(&mut self, field: &Field, value: AttributeValue<'_>) {
+        let bit = 1u64.checked_shl(field.index() as u32).unwrap_or(0);
+        let seen = bit == 0 || self.state.recorded & bit != 0;
+        self.state.recorded |= bit;
+        let Some(record) = self.state.record.as_mut() else {
+            return;
+        };
+        let name = field_name(field);
+        if self.replace && seen {
+            record.set_attribute(self.limits, name, value);
+        } else {
+            record.push_attribute(self.limits, name, value);
+        }
+    }
+
+    /// Handles the `otel.*` fields; false for any other field.
+    fn special(&mut self, field: &Field, value: &str) -> bool {
+        match field.name() {
+            "otel.name" => self.state.name = Cow::Owned(value.to_owned()),
+            "otel.kind" => {
+                self.state.kind = match value.to_ascii_lowercase().as_str() {
+                    "server" => SpanKind::Server,
+                    "client" => SpanKind::Client,
+                    "producer" => SpanKind::Producer,
+                    "consumer" => SpanKind::Consumer,
+                    _ => SpanKind::Internal,
+                };
+            }
+            "otel.status_code" => {
+                if value.eq_ignore_ascii_case("ok") {
+                    self.state.set_status(Status::Ok);
+                } else if value.eq_ignore_ascii_case("error")
+                    && !matches!(self.state.status, Status::Error { .. })
+                {
+                    self.state.set_status(Status::error(""));
+                }
+            }
+            "otel.status_description" | "otel.status_message" => {
+                if !matches!(self.state.status, Status::Ok) {
+                    self.state.status = Status::error(value.to_owned());
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// A field's name without the `r#` of raw identifiers.
+fn field_name(field: &Field) -> &'static str {
+    let name = field.name();
+    name.strip_prefix("r#").unwrap_or(name)
+}
+
+fn is_special(field: &Field) -> bool {
+    field.name().starts_with("otel.")
+}
+
+impl Visit for FieldRecorder<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.attribute(field, AttributeValue::F64(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.attribute(field, AttributeValue::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(value) => self.attribute(field, AttributeValue::I64(value)),
+            Err(_) => formatted(format_args!("{value}"), |text| {
+                self.attribute(field, AttributeValue::Str(text));
+            }),
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.attribute(field, AttributeValue::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if is_special(field) && self.special(field, value) {
+            return;
+        }
+        self.attribute(field, AttributeValue::Str(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        formatted(format_args!("{value}"), |text| {
+            self.attribute(field, AttributeValue::Str(text));
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        formatted(format_args!("{value:?}"), |text| {
+            if is_special(field) && self.special(field, text) {
+                return;
+            }
+            self.attribute(field, AttributeValue::Str(text));
+        });
+    }
+}
+
+/// Records an event's fields as a span event: the message is its name.
+struct EventRecorder<'a, 'b> {
+    writer: &'a mut crate::spans::record::EventWriter<'b>,
+}
+
+impl Visit for EventRecorder<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.writer
+            .attribute(field_name(field), AttributeValue::F64(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.writer
+            .attribute(field_name(field), AttributeValue::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(value) => self
+                .writer
+                .attribute(field_name(field), AttributeValue::I64(value)),
+            Err(_) => formatted(format_args!("{value}"), |text| {
+                self.writer
+                    .attribute(field_name(field), AttributeValue::Str(text));
+            }),
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.writer
+            .attribute(field_name(field), AttributeValue::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.writer.name(value);
+        } else {
+            self.writer
+                .attribute(field_name(field), AttributeValue::Str(value));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        formatted(format_args!("{value}"), |text| {
+            self.writer
+                .attribute(field_name(field), AttributeValue::Str(text));
+        });
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        formatted(format_args!("{value:?}"), |text| {
+            if field.name() == "message" {
+                self.writer.name(text);
+            } else if !field.name().starts_with("log.") {
+                self.writer
+                    .attribute(field_name(field), AttributeValue::Str(text));
+            }
+        });
+    }
+}
+
+impl SpanLayer {
+    /// The parent context of a new span and the outside context it continues.
+    fn parent<S>(&self, attrs: &Attributes<'_>, ctx: &LayerContext<'_, S>) -> (Option<SpanContext>, Context)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let from_span = |span: tracing_subscriber::registry::SpanRef<'_, S>| {
+            let mut extensions = span.extensions_mut();
+            let state = extensions.get_mut::<SpanState>()?;
+            let parent = state.start().clone();
+            Some((Some(parent), state.base.clone()))
+        };
+        if attrs.is_root() {
+            return (None, Context::new());
+        }
+        if let Some(parent) = attrs.parent() {
+            // A parent this layer never saw (filtered out) makes a root span.
+            return ctx
+                .span(parent)
+                .and_then(from_span)
+                .unwrap_or_else(|| (None, Context::new()));
+        }
+        if let Some(found) = ctx.lookup_current().and_then(from_span) {
+            return found;
+        }
+        // No `tracing` parent: the context attached outside `tracing`, e.g. the server
+        // span of the HTTP layer while it polls a handler.
+        let cx = Context::current();
+        let parent = {
+            let span = cx.span();
+            let parent = span.span_context();
+            parent.is_valid().then(|| parent.clone())
+        };
+        (parent, cx)
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        let (parent, base) = self.parent(attrs, &ctx);
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let pipeline = &*self.pipeline;
+        let metadata = attrs.metadata();
+        let mut state = SpanState {
+            settings: pipeline.settings,
+            parent,
+            base,
+            started: None,
+            // Nothing to record for when no exporter takes spans; ids are still made,
+            // so the context propagates.
+            record: (!pipeline.sinks.is_empty()).then(|| SpanRecord::new(pipeline.sinks.buffer())),
+            name: Cow::Borrowed(metadata.name()),
+            kind: SpanKind::Internal,
+            status: Status::Unset,
+            start_time: SystemTime::now(),
+            recorded: 0,
+        };
+        if let Some(record) = state.record.as_mut() {
+            let limits = &pipeline.settings.limits;
+            if let Some(file) = metadata.file() {
+                record.push_attribute(limits, "code.file.path", AttributeValue::Str(file));
+            }
+            if let Some(module) = metadata.module_path() {
+                record.push_attribute(limits, "code.module.name", AttributeValue::Str(module));
+            }
+            if let Some(line) = metadata.line() {
+                record.push_attribute(
+                    limits,
+                    "code.line.number",
+                    AttributeValue::I64(i64::from(line)),
+                );
+            }
+        }
+        attrs.record(&mut FieldRecorder {
+            state: &mut state,
+            limits: &pipeline.settings.limits,
+            replace: false,
+        });
+        span.extensions_mut().insert(state);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(state) = extensions.get_mut::<SpanState>() {
+            values.record(&mut FieldRecorder {
+                state,
+                limits: &self.pipeline.settings.limits,
+                replace: true,
+            });
+        }
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: LayerContext<'_, S>) {
+        let Some(linked) = ctx.span(follows).and_then(|span| {
+            let mut extensions = span.extensions_mut();
+            extensions
+                .get_mut::<SpanState>()
+                .map(|state| state.start().clone())
+        }) else {
+            return;
+        };
+        if let Some(span) = ctx.span(id)
+            && let Some(record) = span
+                .extensions_mut()
+                .get_mut::<SpanState>()
+                .and_then(SpanState::record)
+        {
+            let (record, limits) = record;
+            record.add_link(limits, &linked, &[]);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(state) = extensions.get_mut::<SpanState>() else {
+            return;
+        };
+        let metadata = event.metadata();
+        if *metadata.level() == Level::ERROR && matches!(state.status, Status::Unset) {
+            state.status = Status::error("");
+        }
+        let Some(record) = state.record.as_mut() else {
+            return;
+        };
+        record.add_event(&self.pipeline.settings.limits, SystemTime::now(), |writer| {
+            writer.attribute("level", AttributeValue::Str(metadata.level().as_str()));
+            writer.attribute("target", AttributeValue::Str(metadata.target()));
+            event.record(&mut EventRecorder { writer });
+        });
+    }
+
+    fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let Some(mut state) = span.extensions_mut().remove::<SpanState>() else {
+            return;
+        };
+        let pipeline = &*self.pipeline;
+        state.start();
+        let Some(record) = state.record.take() else {
+            return;
+        };
+        let admission = pipeline.sinks.admit();
+        if !admission.any() {
+            return;
+        }
+        let Some(context) = state.started.as_ref() else {
+            return;
+        };
+        let parent = state.parent.as_ref();
+        let bytes = record.finish(SpanHeader {
+            context,
+            parent_span_id: parent.map_or(SpanId::INVALID, SpanContext::span_id),
+            parent_is_remote: parent.is_some_and(SpanContext::is_remote),
+            name: &state.name,
+            kind: &state.kind,
+            start_time: state.start_time,
+            end_time: SystemTime::now(),
+            status: &state.status,
+            dropped_attributes: 0,
+            dropped_events: 0,
+            dropped_links: 0,
+        });
+        pipeline.sinks.deliver(admission, &pipeline.scope, bytes);
+    }
+}

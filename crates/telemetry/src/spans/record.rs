@@ -1,0 +1,405 @@
+//! [`SpanRecord`]: a span being recorded, written as OTLP protobuf while it runs.
+//!
+//! Attributes, events and links go into the span's buffer the moment they are set, as
+//! `Span` message fields; the identity, name, times and status are appended when the span
+//! ends (protobuf decoders accept a message's fields in any order). No attribute is held
+//! as a `KeyValue` or an owned `String` in between, so recording a `tracing` field costs
+//! a copy of its bytes into a buffer that is recycled from span to span.
+
+use std::time::SystemTime;
+
+use opentelemetry::trace::SpanContext;
+use opentelemetry::{KeyValue, Value};
+
+use crate::config::LimitsConfig;
+use crate::otlp::{self, FIXED64, LEN, SpanHeader, VARINT};
+
+/// `Span.attributes`.
+const ATTRIBUTES: u8 = 9;
+/// `Span.events`.
+const EVENTS: u8 = 11;
+/// `Span.Event.attributes`.
+const EVENT_ATTRIBUTES: u8 = 3;
+
+/// One attribute value as `tracing` and the OpenTelemetry API hand them over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AttributeValue<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A signed integer.
+    I64(i64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Any OpenTelemetry value (arrays included).
+    Otel(&'a Value),
+}
+
+/// A span's encoded fields so far.
+#[derive(Debug)]
+pub(crate) struct SpanRecord {
+    /// The `ScopeSpans.spans` field: key, length placeholder, then `Span` fields.
+    buf: Vec<u8>,
+    /// Where the length placeholder is.
+    at: usize,
+    attributes: u32,
+    dropped_attributes: u32,
+    events: u32,
+    dropped_events: u32,
+    links: u32,
+    dropped_links: u32,
+}
+
+impl SpanRecord {
+    /// Starts a record in `buf` (emptied first; a recycled buffer keeps its capacity).
+    pub(crate) fn new(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        let at = otlp::begin(&mut buf, 2);
+        Self {
+            buf,
+            at,
+            attributes: 0,
+            dropped_attributes: 0,
+            events: 0,
+            dropped_events: 0,
+            links: 0,
+            dropped_links: 0,
+        }
+    }
+
+    /// Adds an attribute that is known not to be set yet (the fields a span was created
+    /// with have distinct names).
+    pub(crate) fn push_attribute(
+        &mut self,
+        limits: &LimitsConfig,
+        key: &str,
+        value: AttributeValue<'_>,
+    ) {
+        if self.attributes >= limits.span_attribute_count {
+            self.dropped_attributes += 1;
+            return;
+        }
+        self.attributes += 1;
+        put_attribute(&mut self.buf, ATTRIBUTES, key, value, limits);
+    }
+
+    /// Sets an attribute, replacing an earlier value of the same key.
+    pub(crate) fn set_attribute(
+        &mut self,
+        limits: &LimitsConfig,
+        key: &str,
+        value: AttributeValue<'_>,
+    ) {
+        if self.remove_attribute(key) {
+            self.attributes -= 1;
+        }
+        self.push_attribute(limits, key, value);
+    }
+
+    /// Removes the attribute `key` if the span has it; walks the span's fields.
+    fn remove_attribute(&mut self, key: &str) -> bool {
+        let mut pos = self.at + 4;
+        while pos < self.buf.len() {
+            let Some((field, wire, body, next)) = next_field(&self.buf, pos) else {
+                return false;
+            };
+            if field == u64::from(ATTRIBUTES)
+                && wire == u64::from(LEN)
+                && key_of(&self.buf[body..next]) == Some(key.as_bytes())
+            {
+                self.buf.drain(pos..next);
+                return true;
+            }
+            pos = next;
+        }
+        false
+    }
+
+    /// Adds an event; `write` gives it a name and attributes through the
+    /// [`EventWriter`] (an event without a name is named `event`).
+    pub(crate) fn add_event(
+        &mut self,
+        limits: &LimitsConfig,
+        time: SystemTime,
+        write: impl FnOnce(&mut EventWriter<'_>),
+    ) {
+        if self.events >= limits.span_event_count {
+            self.dropped_events += 1;
+            return;
+        }
+        self.events += 1;
+        let at = otlp::begin(&mut self.buf, EVENTS);
+        otlp::put_fixed64(&mut self.buf, 1, otlp::unix_nanos(time));
+        let mut writer = EventWriter {
+            buf: &mut self.buf,
+            limits,
+            named: false,
+            count: 0,
+            dropped: 0,
+        };
+        write(&mut writer);
+        let (named, dropped) = (writer.named, writer.dropped);
+        if !named {
+            otlp::put_bytes(&mut self.buf, 2, b"event");
+        }
+        otlp::put_uint(&mut self.buf, 4, u64::from(dropped));
+        otlp::end(&mut self.buf, at);
+    }
+
+    /// Adds a link to `linked`.
+    pub(crate) fn add_link(
+        &mut self,
+        limits: &LimitsConfig,
+        linked: &SpanContext,
+        attributes: &[KeyValue],
+    ) {
+        if self.links >= limits.span_link_count {
+            self.dropped_links += 1;
+            return;
+        }
+        self.links += 1;
+        let kept = attributes.len().min(limits.span_attribute_count as usize);
+        if limits.attribute_value_length.is_some() {
+            let truncated: Vec<KeyValue> = attributes[..kept]
+                .iter()
+                .map(|kv| truncated_key_value(kv, limits))
+                .collect();
+            otlp::put_link(
+                &mut self.buf,
+                linked,
+                &truncated,
+                (attributes.len() - kept) as u32,
+            );
+        } else {
+            otlp::put_link(
+                &mut self.buf,
+                linked,
+                &attributes[..kept],
+                (attributes.len() - kept) as u32,
+            );
+        }
+    }
+
+    /// Completes the span with `header` (whose dropped counts are this record's) and
+    /// returns its `ScopeSpans.spans` field.
+    pub(crate) fn finish(mut self, header: SpanHeader<'_>) -> Vec<u8> {
+        let header = SpanHeader {
+            dropped_attributes: self.dropped_attributes,
+            dropped_events: self.dropped_events,
+            dropped_links: self.dropped_links,
+            ..header
+        };
+        otlp::put_span_header(&mut self.buf, &header);
+        otlp::end(&mut self.buf, self.at);
+        self.buf
+    }
+}
+
+/// Writes one event's attributes.
+#[derive(Debug)]
+pub(crate) struct EventWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    limits: &'a LimitsConfig,
+    named: bool,
+    count: u32,
+    dropped: u32,
+}
+
+impl EventWriter<'_> {
+    /// Names the event (once; later names are ignored).
+    pub(crate) fn name(&mut self, name: &str) {
+        if !self.named {
+            self.named = true;
+            otlp::put_bytes(self.buf, 2, name.as_bytes());
+        }
+    }
+
+    /// Adds an attribute to the event.
+    pub(crate) fn attribute(&mut self, key: &str, value: AttributeValue<'_>) {
+        if self.count >= self.limits.span_attribute_count {
+            self.dropped += 1;
+            return;
+        }
+        self.count += 1;
+        put_attribute(self.buf, EVENT_ATTRIBUTES, key, value, self.limits);
+    }
+}
+
+/// Appends a `KeyValue` field; strings are cut to the value length limit.
+fn put_attribute(
+    buf: &mut Vec<u8>,
+    field: u8,
+    key: &str,
+    value: AttributeValue<'_>,
+    limits: &LimitsConfig,
+) {
+    let value = match value {
+        AttributeValue::Otel(Value::String(s)) => AttributeValue::Str(s.as_str()),
+        AttributeValue::Otel(Value::I64(i)) => AttributeValue::I64(*i),
+        AttributeValue::Otel(Value::F64(f)) => AttributeValue::F64(*f),
+        AttributeValue::Otel(Value::Bool(b)) => AttributeValue::Bool(*b),
+        other => other,
+    };
+    let value_len = match value {
+        AttributeValue::Str(s) => {
+            let s = truncate(s, limits.attribute_value_length);
+            otlp::field_len(s.len())
+        }
+        AttributeValue::I64(i) => 1 + otlp::varint_len_u64(i as u64),
+        AttributeValue::F64(_) => 9,
+        AttributeValue::Bool(_) => 2,
+        AttributeValue::Otel(value) => {
+            if limits.attribute_value_length.is_some() {
+                let kv = truncated_key_value(&KeyValue::new(key.to_owned(), value.clone()), limits);
+                otlp::put_key_values(buf, field, [&kv]);
+            } else {
+                otlp::put_key_values(buf, field, [&KeyValue::new(key.to_owned(), value.clone())]);
+            }
+            return;
+        }
+    };
+    otlp::key(buf, field, LEN);
+    otlp::varint(
+        buf,
+        (otlp::field_len(key.len()) + otlp::field_len(value_len)) as u64,
+    );
+    otlp::put_bytes(buf, 1, key.as_bytes());
+    otlp::key(buf, 2, LEN);
+    otlp::varint(buf, value_len as u64);
+    match value {
+        AttributeValue::Str(s) => {
+            otlp::put_bytes(buf, 1, truncate(s, limits.attribute_value_length).as_bytes());
+        }
+        AttributeValue::I64(i) => {
+            otlp::key(buf, 3, VARINT);
+            otlp::varint(buf, i as u64);
+        }
+        AttributeValue::F64(f) => {
+            otlp::key(buf, 4, FIXED64);
+            buf.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        AttributeValue::Bool(b) => {
+            otlp::key(buf, 2, VARINT);
+            buf.push(u8::from(b));
+        }
+        AttributeValue::Otel(_) => {}
+    }
+}
+
+/// `kv` with its string values cut to the value length limit.
+fn truncated_key_value(kv: &KeyValue, limits: &LimitsConfig) -> KeyValue {
+    let mut kv = kv.clone();
+    if let Some(limit) = limits.attribute_value_length {
+        crate::export::truncate_value(&mut kv.value, limit);
+    }
+    kv
+}
+
+/// `s` cut to `limit` bytes at a char boundary.
+pub(crate) fn truncate(s: &str, limit: Option<usize>) -> &str {
+    match limit {
+        Some(limit) if s.len() > limit => crate::export::truncate_str(s, limit),
+        _ => s,
+    }
+}
+
+/// The field at `pos`: (field number, wire type, start of its body, end of the field).
+fn next_field(buf: &[u8], pos: usize) -> Option<(u64, u64, usize, usize)> {
+    let (tag, pos) = read_varint(buf, pos)?;
+    let (field, wire) = (tag >> 3, tag & 7);
+    match wire {
+        0 => {
+            let (_, next) = read_varint(buf, pos)?;
+            Some((field, wire, pos, next))
+        }
+        1 => Some((field, wire, pos, pos + 8)),
+        2 => {
+            let (len, body) = read_varint(buf, pos)?;
+            Some((field, wire, body, body + len as usize))
+        }
+        5 => Some((field, wire, pos, pos + 4)),
+        _ => None,
+    }
+}
+
+/// The `key` of an encoded `KeyValue` message (written first by this module).
+fn key_of(key_value: &[u8]) -> Option<&[u8]> {
+    let (field, wire, body, next) = next_field(key_value, 0)?;
+    (field == 1 && wire == u64::from(LEN)).then(|| key_value.get(body..next))?
+}
+
+fn read_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(pos)?;
+        pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, pos));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LimitsConfig {
+        LimitsConfig {
+            span_attribute_count: 128,
+            span_event_count: 128,
+            span_link_count: 128,
+            attribute_value_length: None,
+        }
+    }
+
+    fn attributes(record: &SpanRecord) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut pos = record.at + 4;
+        while let Some((field, _, body, next)) = next_field(&record.buf, pos) {
+            if field == u64::from(ATTRIBUTES) {
+                let kv = &record.buf[body..next];
+                let key = String::from_utf8_lossy(key_of(kv).unwrap()).into_owned();
+                out.push((key, format!("{:?}", &kv[2 + kv[1] as usize..])));
+            }
+            pos = next;
+        }
+        out
+    }
+
+    #[test]
+    fn setting_an_attribute_again_replaces_it() {
+        let limits = limits();
+        let mut record = SpanRecord::new(Vec::new());
+        record.push_attribute(&limits, "a", AttributeValue::I64(1));
+        record.push_attribute(&limits, "b", AttributeValue::Str("x"));
+        record.set_attribute(&limits, "a", AttributeValue::I64(2));
+        let kept = attributes(&record);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].0, "b");
+        assert_eq!(kept[1].0, "a");
+        assert_eq!(record.attributes, 2);
+    }
+
+    #[test]
+    fn limits_drop_and_count() {
+        let limits = LimitsConfig {
+            span_attribute_count: 1,
+            span_event_count: 0,
+            span_link_count: 0,
+            attribute_value_length: Some(2),
+        };
+        let mut record = SpanRecord::new(Vec::new());
+        record.push_attribute(&limits, "a", AttributeValue::Str("héllo"));
+        record.push_attribute(&limits, "b", AttributeValue::I64(1));
+        record.add_event(&limits, SystemTime::now(), |_| {});
+        assert_eq!(
+            (record.attributes, record.dropped_attributes, record.dropped_events),
+            (1, 1, 1)
+        );
+        // "héllo" cut at two bytes is "h" (the é does not fit).
+        assert!(record.buf.ends_with(b"\x0a\x01h"));
+    }
+}
