@@ -25,8 +25,8 @@
 use std::borrow::Cow;
 
 use opentelemetry::{Key, KeyValue, Value};
-use tracing::Span;
 use telemetry::spans::SpanExt;
+use tracing::Span;
 
 use crate::context::TraceContext;
 use crate::id::FrameId;

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Extensions;
+use opentelemetry::KeyValue;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::SdkTracer;
 use reqwest_middleware::{Middleware, Next};
 

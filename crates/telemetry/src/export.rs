@@ -313,7 +313,12 @@ impl SpanSinks {
     }
 
     /// Hands an encoded span (a `ScopeSpans.spans` field) to the sinks that admitted it.
-    pub(crate) fn deliver(&self, admission: Admission, scope: &InstrumentationScope, bytes: Vec<u8>) {
+    pub(crate) fn deliver(
+        &self,
+        admission: Admission,
+        scope: &InstrumentationScope,
+        bytes: Vec<u8>,
+    ) {
         if admission.console
             && let Some(console) = &self.console
         {

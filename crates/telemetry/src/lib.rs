@@ -159,6 +159,7 @@ pub struct Telemetry {
     config: TelemetryConfig,
     service: ResolvedService,
     tracer: Option<SdkTracer>,
+    span_layer: Option<spans::SpanLayer>,
     propagator: Arc<TextMapCompositePropagator>,
     metrics: MetricsHandle,
     providers: Option<Providers>,
@@ -192,6 +193,7 @@ impl Telemetry {
                 config,
                 service: resolved,
                 tracer: None,
+                span_layer: None,
                 propagator,
                 metrics: MetricsHandle::disabled(),
                 providers: None,
@@ -301,7 +303,7 @@ impl Telemetry {
         };
 
         if install {
-            install_subscriber(&config, Some(span_layer), logger.as_ref())?;
+            install_subscriber(&config, Some(span_layer.clone()), logger.as_ref())?;
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
             opentelemetry::global::set_text_map_propagator(traces::propagator(config.propagators));
         }
@@ -320,6 +322,7 @@ impl Telemetry {
             config,
             service: resolved,
             tracer: Some(tracer),
+            span_layer: Some(span_layer),
             propagator,
             metrics: metrics_handle,
             providers: Some(Providers {
@@ -345,6 +348,13 @@ impl Telemetry {
     /// The tracer behind the HTTP layer and client, `None` when the SDK is disabled.
     pub fn tracer(&self) -> Option<&SdkTracer> {
         self.tracer.as_ref()
+    }
+
+    /// The `tracing` layer that exports spans (`None` when the SDK is disabled). With
+    /// [`Globals::Install`] it is already part of the global subscriber; with
+    /// [`Globals::Skip`] add it to a subscriber of your own.
+    pub fn span_layer(&self) -> Option<spans::SpanLayer> {
+        self.span_layer.clone()
     }
 
     /// The layer that instruments an axum router (add it with `Router::layer`).

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry::trace::{SpanContext, TraceId};
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
+use opentelemetry::trace::{SpanContext, TraceId};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
@@ -175,8 +175,8 @@ pub(crate) fn http_settings<B: WithExportConfig + WithHttpConfig>(
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, TraceFlags, TraceState};
     use opentelemetry::Context;
+    use opentelemetry::trace::{SpanId, SpanKind, TraceContextExt, TraceFlags, TraceState};
     use opentelemetry_sdk::trace::{SamplingDecision, ShouldSample};
 
     use super::*;
@@ -191,11 +191,7 @@ mod tests {
             SamplerConfig::ParentBasedAlwaysOff,
             SamplerConfig::ParentBasedTraceIdRatio(0.5),
         ];
-        let parents = [
-            None,
-            Some(TraceFlags::SAMPLED),
-            Some(TraceFlags::default()),
-        ];
+        let parents = [None, Some(TraceFlags::SAMPLED), Some(TraceFlags::default())];
         for config in configs {
             let sdk = sampler(config);
             for parent_flags in parents {

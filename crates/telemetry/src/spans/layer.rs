@@ -88,7 +88,8 @@ impl SpanState {
             let trace_id = parent
                 .as_ref()
                 .map_or_else(new_trace_id, SpanContext::trace_id);
-            let sampled = crate::traces::is_sampled(self.settings.sampler, parent.as_ref(), trace_id);
+            let sampled =
+                crate::traces::is_sampled(self.settings.sampler, parent.as_ref(), trace_id);
             if !sampled {
                 self.record = None;
             }
@@ -349,7 +350,11 @@ impl Visit for EventRecorder<'_, '_> {
 
 impl SpanLayer {
     /// The parent context of a new span and the outside context it continues.
-    fn parent<S>(&self, attrs: &Attributes<'_>, ctx: &LayerContext<'_, S>) -> (Option<SpanContext>, Context)
+    fn parent<S>(
+        &self,
+        attrs: &Attributes<'_>,
+        ctx: &LayerContext<'_, S>,
+    ) -> (Option<SpanContext>, Context)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -482,11 +487,15 @@ where
         let Some(record) = state.record.as_mut() else {
             return;
         };
-        record.add_event(&self.pipeline.settings.limits, SystemTime::now(), |writer| {
-            writer.attribute("level", AttributeValue::Str(metadata.level().as_str()));
-            writer.attribute("target", AttributeValue::Str(metadata.target()));
-            event.record(&mut EventRecorder { writer });
-        });
+        record.add_event(
+            &self.pipeline.settings.limits,
+            SystemTime::now(),
+            |writer| {
+                writer.attribute("level", AttributeValue::Str(metadata.level().as_str()));
+                writer.attribute("target", AttributeValue::Str(metadata.target()));
+                event.record(&mut EventRecorder { writer });
+            },
+        );
     }
 
     fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {

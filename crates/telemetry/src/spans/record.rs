@@ -269,7 +269,11 @@ fn put_attribute(
     otlp::varint(buf, value_len as u64);
     match value {
         AttributeValue::Str(s) => {
-            otlp::put_bytes(buf, 1, truncate(s, limits.attribute_value_length).as_bytes());
+            otlp::put_bytes(
+                buf,
+                1,
+                truncate(s, limits.attribute_value_length).as_bytes(),
+            );
         }
         AttributeValue::I64(i) => {
             otlp::key(buf, 3, VARINT);
@@ -396,7 +400,11 @@ mod tests {
         record.push_attribute(&limits, "b", AttributeValue::I64(1));
         record.add_event(&limits, SystemTime::now(), |_| {});
         assert_eq!(
-            (record.attributes, record.dropped_attributes, record.dropped_events),
+            (
+                record.attributes,
+                record.dropped_attributes,
+                record.dropped_events
+            ),
             (1, 1, 1)
         );
         // "héllo" cut at two bytes is "h" (the é does not fit).

@@ -4,6 +4,7 @@
 mod helpers;
 mod metrics;
 mod shutdown;
+mod spans;
 mod startup;
 mod traces;
 mod variables;
