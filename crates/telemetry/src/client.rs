@@ -10,19 +10,20 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::Extensions;
 use opentelemetry::KeyValue;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use reqwest_middleware::{Middleware, Next};
 
 use crate::http::{HeaderInjector, HistogramCache, METHODS, method_index};
 use crate::metrics::standard;
+use crate::spans::Pipeline;
+use crate::spans::record::AttributeValue;
 
 /// How outgoing requests are labelled in `http_client_request_duration_seconds{peer}`.
 #[derive(Debug, Clone)]
@@ -60,7 +61,7 @@ pub struct ClientTelemetry {
 
 #[derive(Debug)]
 struct ClientState {
-    tracer: Option<SdkTracer>,
+    spans: Option<Arc<Pipeline>>,
     propagator: Arc<TextMapCompositePropagator>,
     peer: PeerLabel,
     durations: HistogramCache,
@@ -68,12 +69,12 @@ struct ClientState {
 
 impl ClientTelemetry {
     pub(crate) fn new(
-        tracer: Option<SdkTracer>,
+        spans: Option<Arc<Pipeline>>,
         propagator: Arc<TextMapCompositePropagator>,
     ) -> Self {
         Self {
             inner: Arc::new(ClientState {
-                tracer,
+                spans,
                 propagator,
                 peer: PeerLabel::Host,
                 durations: HistogramCache::default(),
@@ -85,7 +86,7 @@ impl ClientTelemetry {
     pub fn with_peer_label(self, peer: PeerLabel) -> Self {
         Self {
             inner: Arc::new(ClientState {
-                tracer: self.inner.tracer.clone(),
+                spans: self.inner.spans.clone(),
                 propagator: self.inner.propagator.clone(),
                 peer,
                 durations: HistogramCache::default(),
@@ -116,8 +117,8 @@ impl Middleware for ClientTelemetry {
         };
 
         let parent = crate::spans::current_context();
-        let cx = match &state.tracer {
-            Some(tracer) => {
+        let cx = match &state.spans {
+            Some(spans) => {
                 let method_name = METHODS[method];
                 let verb = if method_name == "_OTHER" {
                     "HTTP"
@@ -144,11 +145,21 @@ impl Middleware for ClientTelemetry {
                 if let Some(extra) = extensions.get::<SpanAttributes>() {
                     attributes.extend(extra.0.iter().cloned());
                 }
-                let span = tracer
-                    .span_builder(verb)
-                    .with_kind(SpanKind::Client)
-                    .with_attributes(attributes)
-                    .start_with_context(tracer, &parent);
+                let span = spans.start_span(
+                    verb,
+                    SpanKind::Client,
+                    &parent,
+                    SystemTime::now(),
+                    |record, limits| {
+                        for kv in &attributes {
+                            record.push_attribute(
+                                limits,
+                                kv.key.as_str(),
+                                AttributeValue::Otel(&kv.value),
+                            );
+                        }
+                    },
+                );
                 parent.with_span(span)
             }
             None => parent,

@@ -360,7 +360,7 @@ impl Telemetry {
     /// The layer that instruments an axum router (add it with `Router::layer`).
     pub fn http_layer(&self) -> http::TelemetryLayer {
         http::TelemetryLayer::new(
-            self.tracer.clone(),
+            self.span_layer.as_ref().map(|layer| layer.pipeline.clone()),
             self.propagator.clone(),
             &self.config.excluded_urls,
             &self.config.capture_request_headers,
@@ -369,7 +369,10 @@ impl Telemetry {
 
     /// The reqwest middleware, for building a client with other middlewares.
     pub fn client_middleware(&self) -> client::ClientTelemetry {
-        client::ClientTelemetry::new(self.tracer.clone(), self.propagator.clone())
+        client::ClientTelemetry::new(
+            self.span_layer.as_ref().map(|layer| layer.pipeline.clone()),
+            self.propagator.clone(),
+        )
     }
 
     /// Wraps a reqwest client so every request is traced, propagated and measured.

@@ -1,19 +1,20 @@
 //! [`TelemetryLayer`]: the `tower::Layer` half.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::spans::Pipeline;
+use crate::spans::record::AttributeValue;
 use http::{HeaderName, Request};
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
-use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{Context, Key, KeyValue, Value};
-use opentelemetry_sdk::trace::SdkTracer;
+use opentelemetry::trace::{SpanKind, TraceContextExt};
+use opentelemetry::{Context, Key, KeyValue};
 use tower::Layer;
 
 use crate::http::metrics::RouteDurations;
@@ -38,7 +39,7 @@ pub struct TelemetryLayer<R = MatchedPathRoute> {
 /// What every service made by one layer shares.
 #[derive(Debug)]
 pub(crate) struct LayerState {
-    pub(crate) tracer: Option<SdkTracer>,
+    pub(crate) spans: Option<Arc<Pipeline>>,
     pub(crate) propagator: Arc<TextMapCompositePropagator>,
     pub(crate) excluded: ExcludedPaths,
     pub(crate) capture_headers: Vec<(HeaderName, Key)>,
@@ -180,11 +181,11 @@ impl<R: AsRef<str>> RequestRoute<R> {
     }
 
     /// The `http.route` attribute value.
-    fn route_value(&self) -> Option<Value> {
+    fn route_value(&self) -> Option<&str> {
         match self {
             Self::Unmatched => None,
-            Self::Kept(entry) => Some(Value::from(entry.route)),
-            Self::Other(route) => Some(owned_value(route.as_ref())),
+            Self::Kept(entry) => Some(entry.route),
+            Self::Other(route) => Some(route.as_ref()),
         }
     }
 }
@@ -204,100 +205,16 @@ fn span_name(verb: &str, route: &str) -> String {
     format!("{verb} {route}")
 }
 
-#[cold]
-#[inline(never)]
-fn owned_value(text: &str) -> Value {
-    Value::from(text.to_owned())
-}
-
-/// Attribute values that repeat from one request to the next on a thread (the `Host` that
-/// clients send, their user agent, a keep-alive client's address, a path without
-/// parameters), kept as the last value seen per thread so that a request shares the value
-/// instead of allocating a copy.
-#[derive(Debug, Default)]
-struct RecentValues {
-    /// The raw `Host`, its address part and its port.
-    host: Option<(Arc<str>, Arc<str>, Option<u16>)>,
-    user_agent: Option<Arc<str>>,
-    client: Option<(IpAddr, Arc<str>)>,
-    path: Option<Arc<str>>,
-}
-
-thread_local! {
-    static RECENT: RefCell<RecentValues> = RefCell::default();
-}
-
-impl RecentValues {
-    fn host(&mut self, raw: &str) -> (Arc<str>, Option<u16>) {
-        match &self.host {
-            Some((kept, address, port)) if **kept == *raw => (address.clone(), *port),
-            _ => self.new_host(raw),
-        }
-    }
-
-    // The first request on a thread, or a client that changed: off the usual path.
-    #[cold]
-    #[inline(never)]
-    fn new_host(&mut self, raw: &str) -> (Arc<str>, Option<u16>) {
-        let (address, port) = split_host_port(raw);
-        let address: Arc<str> = Arc::from(address);
-        let kept = if address.len() == raw.len() {
-            address.clone()
-        } else {
-            Arc::from(raw)
-        };
-        self.host = Some((kept, address.clone(), port));
-        (address, port)
-    }
-
-    fn user_agent(&mut self, agent: &str) -> Arc<str> {
-        recent_str(&mut self.user_agent, agent)
-    }
-
-    fn path(&mut self, path: &str) -> Arc<str> {
-        recent_str(&mut self.path, path)
-    }
-
-    fn client(&mut self, ip: IpAddr) -> Arc<str> {
-        match &self.client {
-            Some((kept, text)) if *kept == ip => text.clone(),
-            _ => self.new_client(ip),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn new_client(&mut self, ip: IpAddr) -> Arc<str> {
-        let text: Arc<str> = Arc::from(ip.to_string());
-        self.client = Some((ip, text.clone()));
-        text
-    }
-}
-
-/// The kept string when it equals `text`, else `text` shared, kept in its place.
-fn recent_str(kept: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
-    match kept {
-        Some(kept) if **kept == *text => kept.clone(),
-        _ => replace_str(kept, text),
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn replace_str(kept: &mut Option<Arc<str>>, text: &str) -> Arc<str> {
-    kept.insert(Arc::from(text)).clone()
-}
-
 impl TelemetryLayer {
     pub(crate) fn new(
-        tracer: Option<SdkTracer>,
+        spans: Option<Arc<Pipeline>>,
         propagator: Arc<TextMapCompositePropagator>,
         excluded: &[String],
         capture_headers: &[HeaderName],
     ) -> Self {
         Self {
             state: Arc::new(LayerState {
-                tracer,
+                spans,
                 propagator,
                 excluded: ExcludedPaths::new(excluded),
                 capture_headers: capture_headers
@@ -358,7 +275,7 @@ impl LayerState {
         method: usize,
         route: &RequestRoute<R>,
     ) -> Option<StartedSpan> {
-        let tracer = self.tracer.as_ref()?;
+        let spans = self.spans.as_ref()?;
         let start_time = SystemTime::now();
         // Most requests carry no context; skip the propagators' work for them. The parent
         // is only ever what the request carries, never whatever context the thread holds.
@@ -376,78 +293,97 @@ impl LayerState {
             method_name
         };
         let name = route.span_name(method, verb);
-
-        let mut attributes = Vec::with_capacity(12 + self.capture_headers.len());
-        attributes.push(KeyValue::new("http.request.method", method_name));
-        if method_name == "_OTHER" {
-            attributes.push(KeyValue::new(
-                "http.request.method_original",
-                owned_value(request.method().as_str()),
-            ));
-        }
-        // The path only: query strings carry tokens and signatures.
-        let path = request.uri().path();
-        attributes.push(KeyValue::new(
-            "url.scheme",
-            match request.uri().scheme_str() {
-                Some("https") => "https",
-                _ => "http",
-            },
-        ));
-        if let Some(route) = route.route_value() {
-            attributes.push(KeyValue::new("http.route", route));
-        }
-        attributes.push(KeyValue::new(
-            "network.protocol.version",
-            match request.version() {
-                http::Version::HTTP_10 => "1.0",
-                http::Version::HTTP_2 => "2",
-                http::Version::HTTP_3 => "3",
-                _ => "1.1",
-            },
-        ));
-        let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-            headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-        let peer = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0);
-        let agent = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        RECENT.with_borrow_mut(|recent| {
-            attributes.push(KeyValue::new("url.path", recent.path(path)));
-            if let Some(host) = host {
-                let (address, port) = recent.host(host);
-                attributes.push(KeyValue::new("server.address", address));
-                if let Some(port) = port {
-                    attributes.push(KeyValue::new("server.port", i64::from(port)));
+        let span = spans.start_span(
+            name,
+            SpanKind::Server,
+            &parent,
+            start_time,
+            |record, limits| {
+                let mut put = |key: &str, value: &str| {
+                    record.push_attribute(limits, key, AttributeValue::Str(value));
+                };
+                put("http.request.method", method_name);
+                if method_name == "_OTHER" {
+                    put("http.request.method_original", request.method().as_str());
                 }
-            }
-            if let Some(peer) = peer {
-                attributes.push(KeyValue::new("client.address", recent.client(peer.ip())));
-                attributes.push(KeyValue::new("client.port", i64::from(peer.port())));
-            }
-            if let Some(agent) = agent {
-                attributes.push(KeyValue::new(
-                    "user_agent.original",
-                    recent.user_agent(agent),
-                ));
-            }
-        });
-        if !self.capture_headers.is_empty() {
-            self.capture_headers(headers, &mut attributes);
-        }
-
-        let span = tracer
-            .span_builder(name)
-            .with_kind(SpanKind::Server)
-            .with_start_time(start_time)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
+                put(
+                    "url.scheme",
+                    match request.uri().scheme_str() {
+                        Some("https") => "https",
+                        _ => "http",
+                    },
+                );
+                if let Some(route) = route.route_value() {
+                    put("http.route", route);
+                }
+                put(
+                    "network.protocol.version",
+                    match request.version() {
+                        http::Version::HTTP_10 => "1.0",
+                        http::Version::HTTP_2 => "2",
+                        http::Version::HTTP_3 => "3",
+                        _ => "1.1",
+                    },
+                );
+                // The path only: query strings carry tokens and signatures.
+                put("url.path", request.uri().path());
+                let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+                    headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                });
+                let mut port = None;
+                if let Some(host) = host {
+                    let (address, host_port) = split_host_port(host);
+                    put("server.address", address);
+                    port = host_port;
+                }
+                if let Some(agent) = headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    put("user_agent.original", agent);
+                }
+                let peer = request
+                    .extensions()
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map(|info| info.0);
+                if let Some(peer) = peer {
+                    // Formatted on the stack: an IPv6 address is at most 45 bytes.
+                    let mut text = [0u8; 48];
+                    let mut cursor = std::io::Cursor::new(&mut text[..]);
+                    if write!(cursor, "{}", peer.ip()).is_ok() {
+                        let len = cursor.position() as usize;
+                        if let Ok(address) = std::str::from_utf8(&text[..len]) {
+                            put("client.address", address);
+                        }
+                    }
+                    record.push_attribute(
+                        limits,
+                        "client.port",
+                        AttributeValue::I64(i64::from(peer.port())),
+                    );
+                }
+                if let Some(port) = port {
+                    record.push_attribute(
+                        limits,
+                        "server.port",
+                        AttributeValue::I64(i64::from(port)),
+                    );
+                }
+                if !self.capture_headers.is_empty() {
+                    let mut captured = Vec::new();
+                    self.capture_headers(headers, &mut captured);
+                    for kv in &captured {
+                        record.push_attribute(
+                            limits,
+                            kv.key.as_str(),
+                            AttributeValue::Otel(&kv.value),
+                        );
+                    }
+                }
+            },
+        );
         Some(StartedSpan {
             cx: parent.with_span(span),
             start_time,
@@ -527,25 +463,5 @@ mod tests {
         assert!(std::ptr::eq(first.get("/frames/{id}").unwrap(), kept));
         assert!(std::ptr::eq(second.get("/frames/{id}").unwrap(), other));
         assert_eq!(kept.route, "/frames/{id}");
-    }
-
-    #[test]
-    fn recent_values_follow_the_request() {
-        let mut recent = RecentValues::default();
-        assert_eq!(
-            recent.host("example.com:8080"),
-            (Arc::from("example.com"), Some(8080))
-        );
-        assert_eq!(
-            recent.host("example.com:8080"),
-            (Arc::from("example.com"), Some(8080))
-        );
-        assert_eq!(recent.host("example.com"), (Arc::from("example.com"), None));
-        assert_eq!(recent.host("[::1]:3000"), (Arc::from("::1"), Some(3000)));
-        assert_eq!(&*recent.user_agent("curl/8"), "curl/8");
-        assert_eq!(&*recent.user_agent("curl/9"), "curl/9");
-        let local = IpAddr::from([127, 0, 0, 1]);
-        assert_eq!(&*recent.client(local), "127.0.0.1");
-        assert_eq!(&*recent.client(IpAddr::from([10, 0, 0, 2])), "10.0.0.2");
     }
 }

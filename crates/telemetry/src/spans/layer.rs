@@ -84,31 +84,11 @@ impl SpanState {
     /// Decides the span's ids and sampling if it has not happened yet; returns its context.
     pub(crate) fn start(&mut self) -> &SpanContext {
         if self.started.is_none() {
-            let parent = self.parent.take();
-            let trace_id = parent
-                .as_ref()
-                .map_or_else(new_trace_id, SpanContext::trace_id);
-            let sampled =
-                crate::traces::is_sampled(self.settings.sampler, parent.as_ref(), trace_id);
-            if !sampled {
+            let context = new_context(self.settings.sampler, self.parent.as_ref());
+            if !context.is_sampled() {
                 self.record = None;
             }
-            let trace_state = parent
-                .as_ref()
-                .map_or_else(TraceState::default, |p| p.trace_state().clone());
-            let flags = if sampled {
-                TraceFlags::SAMPLED
-            } else {
-                TraceFlags::default()
-            };
-            self.parent = parent;
-            self.started = Some(SpanContext::new(
-                trace_id,
-                new_span_id(),
-                flags,
-                false,
-                trace_state,
-            ));
+            self.started = Some(context);
         }
         self.started.get_or_insert_with(SpanContext::empty_context)
     }
@@ -143,6 +123,24 @@ impl SpanState {
             (_, status) => self.status = status,
         }
     }
+}
+
+/// The context of a new span child of `parent` (a root without one): the parent's trace
+/// id and trace state or a new trace id, a new span id, and the sampler's decision.
+pub(crate) fn new_context(sampler: SamplerConfig, parent: Option<&SpanContext>) -> SpanContext {
+    let trace_id = parent.map_or_else(new_trace_id, SpanContext::trace_id);
+    let sampled = crate::traces::is_sampled(sampler, parent, trace_id);
+    SpanContext::new(
+        trace_id,
+        new_span_id(),
+        if sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        },
+        false,
+        parent.map_or_else(TraceState::default, |p| p.trace_state().clone()),
+    )
 }
 
 fn new_trace_id() -> TraceId {

@@ -33,7 +33,8 @@
 //! `oneshot`) from inside an entered `tracing` span therefore parents its spans on that
 //! span rather than on the HTTP layer's server span.
 
-mod layer;
+pub(crate) mod direct;
+pub(crate) mod layer;
 pub(crate) mod record;
 
 use std::borrow::Cow;
