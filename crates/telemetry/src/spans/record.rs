@@ -49,6 +49,20 @@ pub(crate) struct SpanRecord {
     dropped_events: u32,
     links: u32,
     dropped_links: u32,
+    /// One bit per key added ([`key_bit`]): a key whose bit is clear is not in the span,
+    /// so setting it needs no search for an earlier value.
+    keys: u64,
+}
+
+/// A key's bit in [`SpanRecord::keys`], from its length and three of its bytes.
+fn key_bit(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let pick = |i: usize| u32::from(bytes.get(i).copied().unwrap_or(0));
+    let hash = (bytes.len() as u32).wrapping_mul(31)
+        ^ pick(0).wrapping_mul(7)
+        ^ pick(bytes.len() / 2).wrapping_mul(13)
+        ^ pick(bytes.len().wrapping_sub(1)).wrapping_mul(131);
+    1 << (hash % 64)
 }
 
 impl SpanRecord {
@@ -65,6 +79,7 @@ impl SpanRecord {
             dropped_events: 0,
             links: 0,
             dropped_links: 0,
+            keys: 0,
         }
     }
 
@@ -81,6 +96,7 @@ impl SpanRecord {
             return;
         }
         self.attributes += 1;
+        self.keys |= key_bit(key);
         put_attribute(&mut self.buf, ATTRIBUTES, key, value, limits);
     }
 
@@ -91,7 +107,7 @@ impl SpanRecord {
         key: &str,
         value: AttributeValue<'_>,
     ) {
-        if self.remove_attribute(key) {
+        if self.keys & key_bit(key) != 0 && self.remove_attribute(key) {
             self.attributes -= 1;
         }
         self.push_attribute(limits, key, value);
@@ -241,53 +257,87 @@ fn put_attribute(
         AttributeValue::Otel(Value::Bool(b)) => AttributeValue::Bool(*b),
         other => other,
     };
-    let value_len = match value {
-        AttributeValue::Str(s) => {
-            let s = truncate(s, limits.attribute_value_length);
-            otlp::field_len(s.len())
+    // The value's own fields, written to the stack first: with the lengths known, the
+    // whole attribute is four copies into `buf` after one capacity check.
+    let mut scalar = Head::default();
+    let text: &[u8] = match value {
+        AttributeValue::Str(s) => truncate(s, limits.attribute_value_length).as_bytes(),
+        AttributeValue::I64(i) => {
+            scalar.key(3, VARINT);
+            scalar.varint(i as u64);
+            &[]
         }
-        AttributeValue::I64(i) => 1 + otlp::varint_len_u64(i as u64),
-        AttributeValue::F64(_) => 9,
-        AttributeValue::Bool(_) => 2,
+        AttributeValue::F64(f) => {
+            scalar.key(4, FIXED64);
+            scalar.bytes(&f.to_bits().to_le_bytes());
+            &[]
+        }
+        AttributeValue::Bool(b) => {
+            scalar.key(2, VARINT);
+            scalar.bytes(&[u8::from(b)]);
+            &[]
+        }
         AttributeValue::Otel(value) => {
+            let kv = KeyValue::new(key.to_owned(), value.clone());
             if limits.attribute_value_length.is_some() {
-                let kv = truncated_key_value(&KeyValue::new(key.to_owned(), value.clone()), limits);
-                otlp::put_key_values(buf, field, [&kv]);
+                otlp::put_key_values(buf, field, [&truncated_key_value(&kv, limits)]);
             } else {
-                otlp::put_key_values(buf, field, [&KeyValue::new(key.to_owned(), value.clone())]);
+                otlp::put_key_values(buf, field, [&kv]);
             }
             return;
         }
     };
-    otlp::key(buf, field, LEN);
-    otlp::varint(
-        buf,
-        (otlp::field_len(key.len()) + otlp::field_len(value_len)) as u64,
-    );
-    otlp::put_bytes(buf, 1, key.as_bytes());
-    otlp::key(buf, 2, LEN);
-    otlp::varint(buf, value_len as u64);
-    match value {
-        AttributeValue::Str(s) => {
-            otlp::put_bytes(
-                buf,
-                1,
-                truncate(s, limits.attribute_value_length).as_bytes(),
-            );
+    let value_len = if matches!(value, AttributeValue::Str(_)) {
+        scalar.key(1, LEN);
+        scalar.varint(text.len() as u64);
+        scalar.len + text.len()
+    } else {
+        scalar.len
+    };
+    let mut head = Head::default();
+    head.key(field, LEN);
+    head.varint((otlp::field_len(key.len()) + otlp::field_len(value_len)) as u64);
+    head.key(1, LEN);
+    head.varint(key.len() as u64);
+    let mut middle = Head::default();
+    middle.key(2, LEN);
+    middle.varint(value_len as u64);
+    buf.reserve(head.len + key.len() + middle.len + scalar.len + text.len());
+    buf.extend_from_slice(head.as_slice());
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(middle.as_slice());
+    buf.extend_from_slice(scalar.as_slice());
+    buf.extend_from_slice(text);
+}
+
+/// A few protobuf bytes assembled on the stack (keys, lengths, scalars).
+#[derive(Default)]
+struct Head {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl Head {
+    fn key(&mut self, field: u8, wire_type: u8) {
+        // Fields here are below 16: one byte.
+        self.bytes(&[(field << 3) | wire_type]);
+    }
+
+    fn varint(&mut self, mut value: u64) {
+        while value >= 0x80 {
+            self.bytes(&[(value as u8) | 0x80]);
+            value >>= 7;
         }
-        AttributeValue::I64(i) => {
-            otlp::key(buf, 3, VARINT);
-            otlp::varint(buf, i as u64);
-        }
-        AttributeValue::F64(f) => {
-            otlp::key(buf, 4, FIXED64);
-            buf.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
-        AttributeValue::Bool(b) => {
-            otlp::key(buf, 2, VARINT);
-            buf.push(u8::from(b));
-        }
-        AttributeValue::Otel(_) => {}
+        self.bytes(&[value as u8]);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -409,5 +459,65 @@ mod tests {
         );
         // "héllo" cut at two bytes is "h" (the é does not fit).
         assert!(record.buf.ends_with(b"\x0a\x01h"));
+    }
+
+    #[test]
+    fn every_value_kind_decodes_with_the_official_proto_types() {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+        };
+        use opentelemetry_proto::tonic::common::v1::any_value::Value as Proto;
+        use prost::Message as _;
+
+        let limits = limits();
+        let mut record = SpanRecord::new(Vec::new());
+        record.push_attribute(&limits, "s", AttributeValue::Str("text"));
+        record.push_attribute(&limits, "i", AttributeValue::I64(-3));
+        record.push_attribute(&limits, "f", AttributeValue::F64(1.5));
+        record.push_attribute(&limits, "b", AttributeValue::Bool(true));
+        let array = Value::Array(opentelemetry::Array::I64(vec![1, 2]));
+        record.set_attribute(&limits, "a", AttributeValue::Otel(&array));
+        record.set_attribute(&limits, "i", AttributeValue::I64(300));
+        let context = SpanContext::new(
+            TraceId::from(7_u128),
+            SpanId::from(9_u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let now = SystemTime::now();
+        let bytes = record.finish(SpanHeader {
+            context: &context,
+            parent_span_id: SpanId::INVALID,
+            parent_is_remote: false,
+            name: "n",
+            kind: &SpanKind::Client,
+            start_time: now,
+            end_time: now,
+            status: &Status::Unset,
+            dropped_attributes: 0,
+            dropped_events: 0,
+            dropped_links: 0,
+        });
+        let span = opentelemetry_proto::tonic::trace::v1::Span::decode(&bytes[5..]).unwrap();
+        let values: Vec<(String, Option<Proto>)> = span
+            .attributes
+            .into_iter()
+            .map(|kv| (kv.key, kv.value.and_then(|v| v.value)))
+            .collect();
+        let get = |key: &str| {
+            values
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(get("s"), [Some(Proto::StringValue("text".to_owned()))]);
+        assert_eq!(get("i"), [Some(Proto::IntValue(300))]);
+        assert_eq!(get("f"), [Some(Proto::DoubleValue(1.5))]);
+        assert_eq!(get("b"), [Some(Proto::BoolValue(true))]);
+        assert!(matches!(&get("a")[..], [Some(Proto::ArrayValue(a))] if a.values.len() == 2));
+        assert_eq!(span.name, "n");
+        assert_eq!(span.kind, 3);
     }
 }
