@@ -368,7 +368,7 @@ const fn tag(field: u8, wire_type: u8) -> u8 {
     (field << 3) | wire_type
 }
 
-fn put_varint(dst: &mut impl BufMut, mut value: u64) {
+pub(crate) fn put_varint(dst: &mut impl BufMut, mut value: u64) {
     while value >= 0x80 {
         dst.put_u8((value as u8) | 0x80);
         value >>= 7;

@@ -10,12 +10,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt as _};
 use opentelemetry::{Context, KeyValue};
 
 use crate::config::LimitsConfig;
-use crate::otlp::SpanHeader;
 use crate::spans::Pipeline;
+use crate::spans::layer::{EndedSpan, set_status};
 use crate::spans::record::{AttributeValue, SpanRecord};
 
 /// A span started by [`Pipeline::start_span`]; ends on [`end`](opentelemetry::trace::Span::end)
@@ -107,10 +107,7 @@ impl opentelemetry::trace::Span for DirectSpan {
     }
 
     fn set_status(&mut self, status: Status) {
-        match (&self.status, status) {
-            (Status::Ok, _) | (_, Status::Unset) => {}
-            (_, status) => self.status = status,
-        }
+        set_status(&mut self.status, status);
     }
 
     fn update_name<T>(&mut self, new_name: T)
@@ -132,26 +129,18 @@ impl opentelemetry::trace::Span for DirectSpan {
         let Some(record) = self.record.take() else {
             return;
         };
-        let sinks = &self.pipeline.sinks;
-        let admission = sinks.admit();
-        if !admission.any() {
-            return;
-        }
-        let parent = self.parent.as_ref();
-        let bytes = record.finish(SpanHeader {
-            context: &self.context,
-            parent_span_id: parent.map_or(SpanId::INVALID, SpanContext::span_id),
-            parent_is_remote: parent.is_some_and(SpanContext::is_remote),
-            name: &self.name,
-            kind: &self.kind,
-            start_time: self.start_time,
-            end_time: timestamp,
-            status: &self.status,
-            dropped_attributes: 0,
-            dropped_events: 0,
-            dropped_links: 0,
-        });
-        sinks.deliver(admission, &self.pipeline.scope, bytes);
+        self.pipeline.end(
+            record,
+            &EndedSpan {
+                context: &self.context,
+                parent: self.parent.as_ref(),
+                name: &self.name,
+                kind: &self.kind,
+                start_time: self.start_time,
+                end_time: timestamp,
+                status: &self.status,
+            },
+        );
     }
 }
 

@@ -49,6 +49,43 @@ pub(crate) struct Settings {
     pub(crate) limits: LimitsConfig,
 }
 
+/// What a span is when it ends, besides its record.
+#[derive(Debug)]
+pub(crate) struct EndedSpan<'a> {
+    pub(crate) context: &'a SpanContext,
+    pub(crate) parent: Option<&'a SpanContext>,
+    pub(crate) name: &'a str,
+    pub(crate) kind: &'a SpanKind,
+    pub(crate) start_time: SystemTime,
+    pub(crate) end_time: SystemTime,
+    pub(crate) status: &'a Status,
+}
+
+impl Pipeline {
+    /// Ends a recorded span: counts it, and when a sink takes it, completes its bytes and
+    /// hands them over.
+    pub(crate) fn end(&self, record: SpanRecord, span: &EndedSpan<'_>) {
+        let admission = self.sinks.admit();
+        if !admission.any() {
+            return;
+        }
+        let bytes = record.finish(SpanHeader {
+            context: span.context,
+            parent_span_id: span.parent.map_or(SpanId::INVALID, SpanContext::span_id),
+            parent_is_remote: span.parent.is_some_and(SpanContext::is_remote),
+            name: span.name,
+            kind: span.kind,
+            start_time: span.start_time,
+            end_time: span.end_time,
+            status: span.status,
+            dropped_attributes: 0,
+            dropped_events: 0,
+            dropped_links: 0,
+        });
+        self.sinks.deliver(admission, &self.scope, bytes);
+    }
+}
+
 impl SpanLayer {
     pub(crate) fn new(pipeline: Pipeline) -> Self {
         Self {
@@ -83,14 +120,14 @@ pub(crate) struct SpanState {
 impl SpanState {
     /// Decides the span's ids and sampling if it has not happened yet; returns its context.
     pub(crate) fn start(&mut self) -> &SpanContext {
-        if self.started.is_none() {
-            let context = new_context(self.settings.sampler, self.parent.as_ref());
+        let (sampler, parent, record) = (self.settings.sampler, &self.parent, &mut self.record);
+        self.started.get_or_insert_with(|| {
+            let context = new_context(sampler, parent.as_ref());
             if !context.is_sampled() {
-                self.record = None;
+                *record = None;
             }
-            self.started = Some(context);
-        }
-        self.started.get_or_insert_with(SpanContext::empty_context)
+            context
+        })
     }
 
     /// The span's context for carriers and children outside `tracing`.
@@ -116,12 +153,16 @@ impl SpanState {
         Some((self.record.as_mut()?, &self.settings.limits))
     }
 
-    /// Sets the status: `Ok` is final, `Unset` changes nothing.
     pub(crate) fn set_status(&mut self, status: Status) {
-        match (&self.status, status) {
-            (Status::Ok, _) | (_, Status::Unset) => {}
-            (_, status) => self.status = status,
-        }
+        set_status(&mut self.status, status);
+    }
+}
+
+/// Sets a span's status: `Ok` is final, `Unset` changes nothing.
+pub(crate) fn set_status(current: &mut Status, status: Status) {
+    match (&*current, status) {
+        (Status::Ok, _) | (_, Status::Unset) => {}
+        (_, status) => *current = status,
     }
 }
 
@@ -173,30 +214,63 @@ fn formatted<R>(value: fmt::Arguments<'_>, f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
+/// Where a [`Fields`] visitor's values go: a span's attributes or an event's.
+trait FieldSink {
+    /// A value as `tracing` hands it over.
+    fn value(&mut self, field: &Field, value: AttributeValue<'_>);
+
+    /// A string value: `record_str`, or a `Debug`, `Display` or error value formatted.
+    fn text(&mut self, field: &Field, value: &str) {
+        self.value(field, AttributeValue::Str(value));
+    }
+}
+
+/// The `tracing` visitor for both: integers that fit stay integers, everything else that
+/// is not a scalar is formatted once, in the per-thread buffer.
+struct Fields<T>(T);
+
+impl<T: FieldSink> Visit for Fields<T> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.value(field, AttributeValue::F64(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.value(field, AttributeValue::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        match i64::try_from(value) {
+            Ok(value) => self.0.value(field, AttributeValue::I64(value)),
+            Err(_) => formatted(format_args!("{value}"), |text| self.0.text(field, text)),
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.value(field, AttributeValue::Bool(value));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.text(field, value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        formatted(format_args!("{value}"), |text| self.0.text(field, text));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        formatted(format_args!("{value:?}"), |text| self.0.text(field, text));
+    }
+}
+
 /// Records a callsite's fields into a span.
-struct FieldRecorder<'a> {
+struct SpanFields<'a> {
     state: &'a mut SpanState,
     limits: &'a LimitsConfig,
     /// `on_record`: a field recorded before is replaced.
     replace: bool,
 }
 
-impl FieldRecorder<'_> {
-    fn attribute(&mut self, field: &Field, value: AttributeValue<'_>) {
-        let bit = 1u64.checked_shl(field.index() as u32).unwrap_or(0);
-        let seen = bit == 0 || self.state.recorded & bit != 0;
-        self.state.recorded |= bit;
-        let Some(record) = self.state.record.as_mut() else {
-            return;
-        };
-        let name = field_name(field);
-        if self.replace && seen {
-            record.set_attribute(self.limits, name, value);
-        } else {
-            record.push_attribute(self.limits, name, value);
-        }
-    }
-
+impl SpanFields<'_> {
     /// Handles the `otel.*` fields; false for any other field.
     fn special(&mut self, field: &Field, value: &str) -> bool {
         match field.name() {
@@ -230,120 +304,53 @@ impl FieldRecorder<'_> {
     }
 }
 
-/// A field's name without the `r#` of raw identifiers.
-fn field_name(field: &Field) -> &'static str {
-    let name = field.name();
-    name.strip_prefix("r#").unwrap_or(name)
-}
-
-fn is_special(field: &Field) -> bool {
-    field.name().starts_with("otel.")
-}
-
-impl Visit for FieldRecorder<'_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.attribute(field, AttributeValue::F64(value));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.attribute(field, AttributeValue::I64(value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match i64::try_from(value) {
-            Ok(value) => self.attribute(field, AttributeValue::I64(value)),
-            Err(_) => formatted(format_args!("{value}"), |text| {
-                self.attribute(field, AttributeValue::Str(text));
-            }),
-        }
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.attribute(field, AttributeValue::Bool(value));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if is_special(field) && self.special(field, value) {
+impl FieldSink for SpanFields<'_> {
+    fn value(&mut self, field: &Field, value: AttributeValue<'_>) {
+        let bit = 1u64.checked_shl(field.index() as u32).unwrap_or(0);
+        let seen = bit == 0 || self.state.recorded & bit != 0;
+        self.state.recorded |= bit;
+        let Some(record) = self.state.record.as_mut() else {
             return;
+        };
+        let name = field_name(field);
+        if self.replace && seen {
+            record.set_attribute(self.limits, name, value);
+        } else {
+            record.push_attribute(self.limits, name, value);
         }
-        self.attribute(field, AttributeValue::Str(value));
     }
 
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        formatted(format_args!("{value}"), |text| {
-            self.attribute(field, AttributeValue::Str(text));
-        });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        formatted(format_args!("{value:?}"), |text| {
-            if is_special(field) && self.special(field, text) {
-                return;
-            }
-            self.attribute(field, AttributeValue::Str(text));
-        });
+    fn text(&mut self, field: &Field, value: &str) {
+        if !(field.name().starts_with("otel.") && self.special(field, value)) {
+            self.value(field, AttributeValue::Str(value));
+        }
     }
 }
 
 /// Records an event's fields as a span event: the message is its name.
-struct EventRecorder<'a, 'b> {
+struct EventFields<'a, 'b> {
     writer: &'a mut crate::spans::record::EventWriter<'b>,
 }
 
-impl Visit for EventRecorder<'_, '_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.writer
-            .attribute(field_name(field), AttributeValue::F64(value));
+impl FieldSink for EventFields<'_, '_> {
+    fn value(&mut self, field: &Field, value: AttributeValue<'_>) {
+        self.writer.attribute(field_name(field), value);
     }
 
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.writer
-            .attribute(field_name(field), AttributeValue::I64(value));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match i64::try_from(value) {
-            Ok(value) => self
-                .writer
-                .attribute(field_name(field), AttributeValue::I64(value)),
-            Err(_) => formatted(format_args!("{value}"), |text| {
-                self.writer
-                    .attribute(field_name(field), AttributeValue::Str(text));
-            }),
+    fn text(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.writer.name(value),
+            // `log` records carry their metadata as fields; the event has it already.
+            name if name.starts_with("log.") => {}
+            _ => self.value(field, AttributeValue::Str(value)),
         }
     }
+}
 
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.writer
-            .attribute(field_name(field), AttributeValue::Bool(value));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.writer.name(value);
-        } else {
-            self.writer
-                .attribute(field_name(field), AttributeValue::Str(value));
-        }
-    }
-
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        formatted(format_args!("{value}"), |text| {
-            self.writer
-                .attribute(field_name(field), AttributeValue::Str(text));
-        });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        formatted(format_args!("{value:?}"), |text| {
-            if field.name() == "message" {
-                self.writer.name(text);
-            } else if !field.name().starts_with("log.") {
-                self.writer
-                    .attribute(field_name(field), AttributeValue::Str(text));
-            }
-        });
-    }
+/// A field's name without the `r#` of raw identifiers.
+fn field_name(field: &Field) -> &'static str {
+    let name = field.name();
+    name.strip_prefix("r#").unwrap_or(name)
 }
 
 impl SpanLayer {
@@ -428,11 +435,11 @@ where
                 );
             }
         }
-        attrs.record(&mut FieldRecorder {
+        attrs.record(&mut Fields(SpanFields {
             state: &mut state,
             limits: &pipeline.settings.limits,
             replace: false,
-        });
+        }));
         span.extensions_mut().insert(state);
     }
 
@@ -442,11 +449,11 @@ where
         };
         let mut extensions = span.extensions_mut();
         if let Some(state) = extensions.get_mut::<SpanState>() {
-            values.record(&mut FieldRecorder {
+            values.record(&mut Fields(SpanFields {
                 state,
                 limits: &self.pipeline.settings.limits,
                 replace: true,
-            });
+            }));
         }
     }
 
@@ -491,7 +498,7 @@ where
             |writer| {
                 writer.attribute("level", AttributeValue::Str(metadata.level().as_str()));
                 writer.attribute("target", AttributeValue::Str(metadata.target()));
-                event.record(&mut EventRecorder { writer });
+                event.record(&mut Fields(EventFields { writer }));
             },
         );
     }
@@ -505,30 +512,19 @@ where
         };
         let pipeline = &*self.pipeline;
         state.start();
-        let Some(record) = state.record.take() else {
-            return;
-        };
-        let admission = pipeline.sinks.admit();
-        if !admission.any() {
-            return;
+        if let (Some(record), Some(context)) = (state.record.take(), state.started.as_ref()) {
+            pipeline.end(
+                record,
+                &EndedSpan {
+                    context,
+                    parent: state.parent.as_ref(),
+                    name: &state.name,
+                    kind: &state.kind,
+                    start_time: state.start_time,
+                    end_time: SystemTime::now(),
+                    status: &state.status,
+                },
+            );
         }
-        let Some(context) = state.started.as_ref() else {
-            return;
-        };
-        let parent = state.parent.as_ref();
-        let bytes = record.finish(SpanHeader {
-            context,
-            parent_span_id: parent.map_or(SpanId::INVALID, SpanContext::span_id),
-            parent_is_remote: parent.is_some_and(SpanContext::is_remote),
-            name: &state.name,
-            kind: &state.kind,
-            start_time: state.start_time,
-            end_time: SystemTime::now(),
-            status: &state.status,
-            dropped_attributes: 0,
-            dropped_events: 0,
-            dropped_links: 0,
-        });
-        pipeline.sinks.deliver(admission, &pipeline.scope, bytes);
     }
 }

@@ -176,25 +176,22 @@ impl SpanRecord {
         }
         self.links += 1;
         let kept = attributes.len().min(limits.span_attribute_count as usize);
-        if limits.attribute_value_length.is_some() {
-            let truncated: Vec<KeyValue> = attributes[..kept]
+        let truncated: Vec<KeyValue>;
+        let kept_attributes = if limits.attribute_value_length.is_some() {
+            truncated = attributes[..kept]
                 .iter()
                 .map(|kv| truncated_key_value(kv, limits))
                 .collect();
-            otlp::put_link(
-                &mut self.buf,
-                linked,
-                &truncated,
-                (attributes.len() - kept) as u32,
-            );
+            &truncated[..]
         } else {
-            otlp::put_link(
-                &mut self.buf,
-                linked,
-                &attributes[..kept],
-                (attributes.len() - kept) as u32,
-            );
-        }
+            &attributes[..kept]
+        };
+        otlp::put_link(
+            &mut self.buf,
+            linked,
+            kept_attributes,
+            (attributes.len() - kept) as u32,
+        );
     }
 
     /// Completes the span with `header` (whose dropped counts are this record's) and
@@ -278,12 +275,9 @@ fn put_attribute(
             &[]
         }
         AttributeValue::Otel(value) => {
-            let kv = KeyValue::new(key.to_owned(), value.clone());
-            if limits.attribute_value_length.is_some() {
-                otlp::put_key_values(buf, field, [&truncated_key_value(&kv, limits)]);
-            } else {
-                otlp::put_key_values(buf, field, [&kv]);
-            }
+            // Arrays (the scalars were turned into their own variants above).
+            let kv = truncated_key_value(&KeyValue::new(key.to_owned(), value.clone()), limits);
+            otlp::put_key_values(buf, field, [&kv]);
             return;
         }
     };
@@ -323,12 +317,11 @@ impl Head {
         self.bytes(&[(field << 3) | wire_type]);
     }
 
-    fn varint(&mut self, mut value: u64) {
-        while value >= 0x80 {
-            self.bytes(&[(value as u8) | 0x80]);
-            value >>= 7;
-        }
-        self.bytes(&[value as u8]);
+    fn varint(&mut self, value: u64) {
+        let mut rest = &mut self.bytes[self.len..];
+        let room = rest.len();
+        otlp::put_varint(&mut rest, value);
+        self.len += room - rest.len();
     }
 
     fn bytes(&mut self, bytes: &[u8]) {
