@@ -358,11 +358,6 @@ impl LayerState {
                             put("client.address", address);
                         }
                     }
-                    record.push_attribute(
-                        limits,
-                        "client.port",
-                        AttributeValue::I64(i64::from(peer.port())),
-                    );
                 }
                 if let Some(port) = port {
                     record.push_attribute(

@@ -254,25 +254,30 @@ fn put_attribute(
         AttributeValue::Otel(Value::Bool(b)) => AttributeValue::Bool(*b),
         other => other,
     };
+    if let AttributeValue::Str(s) = value {
+        put_str_attribute(
+            buf,
+            field,
+            key.as_bytes(),
+            truncate(s, limits.attribute_value_length).as_bytes(),
+        );
+        return;
+    }
     // The value's own fields, written to the stack first: with the lengths known, the
-    // whole attribute is four copies into `buf` after one capacity check.
+    // whole attribute is three copies into `buf` after one capacity check.
     let mut scalar = Head::default();
-    let text: &[u8] = match value {
-        AttributeValue::Str(s) => truncate(s, limits.attribute_value_length).as_bytes(),
+    match value {
         AttributeValue::I64(i) => {
             scalar.key(3, VARINT);
             scalar.varint(i as u64);
-            &[]
         }
         AttributeValue::F64(f) => {
             scalar.key(4, FIXED64);
             scalar.bytes(&f.to_bits().to_le_bytes());
-            &[]
         }
         AttributeValue::Bool(b) => {
             scalar.key(2, VARINT);
             scalar.bytes(&[u8::from(b)]);
-            &[]
         }
         AttributeValue::Otel(value) => {
             // Arrays (the scalars were turned into their own variants above).
@@ -280,28 +285,67 @@ fn put_attribute(
             otlp::put_key_values(buf, field, [&kv]);
             return;
         }
-    };
-    let value_len = if matches!(value, AttributeValue::Str(_)) {
-        scalar.key(1, LEN);
-        scalar.varint(text.len() as u64);
-        scalar.len + text.len()
-    } else {
-        scalar.len
-    };
-    let mut head = Head::default();
-    head.key(field, LEN);
-    head.varint((otlp::field_len(key.len()) + otlp::field_len(value_len)) as u64);
-    head.key(1, LEN);
-    head.varint(key.len() as u64);
-    let mut middle = Head::default();
-    middle.key(2, LEN);
-    middle.varint(value_len as u64);
-    buf.reserve(head.len + key.len() + middle.len + scalar.len + text.len());
+        AttributeValue::Str(_) => {}
+    }
+    let (head, middle) = key_value_heads(field, key.len(), scalar.len);
+    buf.reserve(head.len + key.len() + middle.len + scalar.len);
     buf.extend_from_slice(head.as_slice());
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(middle.as_slice());
     buf.extend_from_slice(scalar.as_slice());
+}
+
+/// Appends a `KeyValue` field with a string value (`text` already cut to the limit).
+///
+/// Keys and values are short in nearly every span, so every length fits in one varint
+/// byte: then the field is two fixed four-byte headers and two copies. Longer ones take
+/// the general path.
+#[inline]
+fn put_str_attribute(buf: &mut Vec<u8>, field: u8, key: &[u8], text: &[u8]) {
+    // KeyValue: 0x0a len key, 0x12 len AnyValue; AnyValue: 0x0a len text.
+    let key_value_len = 6 + key.len() + text.len();
+    if key_value_len < 0x80 {
+        buf.reserve(2 + key_value_len);
+        buf.extend_from_slice(&[
+            (field << 3) | LEN,
+            key_value_len as u8,
+            (1 << 3) | LEN,
+            key.len() as u8,
+        ]);
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(&[
+            (2 << 3) | LEN,
+            (2 + text.len()) as u8,
+            (1 << 3) | LEN,
+            text.len() as u8,
+        ]);
+        buf.extend_from_slice(text);
+        return;
+    }
+    let mut any = Head::default();
+    any.key(1, LEN);
+    any.varint(text.len() as u64);
+    let (head, middle) = key_value_heads(field, key.len(), any.len + text.len());
+    buf.reserve(head.len + key.len() + middle.len + any.len + text.len());
+    buf.extend_from_slice(head.as_slice());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(middle.as_slice());
+    buf.extend_from_slice(any.as_slice());
     buf.extend_from_slice(text);
+}
+
+/// The protobuf bytes around a `KeyValue`'s key: before it, the field's key and length
+/// and the key's own; after it, the `AnyValue`'s key and length (`value_len` bytes).
+fn key_value_heads(field: u8, key_len: usize, value_len: usize) -> (Head, Head) {
+    let mut head = Head::default();
+    head.key(field, LEN);
+    head.varint((otlp::field_len(key_len) + otlp::field_len(value_len)) as u64);
+    head.key(1, LEN);
+    head.varint(key_len as u64);
+    let mut middle = Head::default();
+    middle.key(2, LEN);
+    middle.varint(value_len as u64);
+    (head, middle)
 }
 
 /// A few protobuf bytes assembled on the stack (keys, lengths, scalars).
@@ -468,6 +512,15 @@ mod tests {
         record.push_attribute(&limits, "i", AttributeValue::I64(-3));
         record.push_attribute(&limits, "f", AttributeValue::F64(1.5));
         record.push_attribute(&limits, "b", AttributeValue::Bool(true));
+        // Strings around the one-byte length fast path: a `KeyValue` of 127 and 128 bytes,
+        // a long key and a long value.
+        let (v121, v122) = ("x".repeat(121), "y".repeat(122));
+        let (long_key, long_value) = ("k".repeat(200), "v".repeat(300));
+        record.push_attribute(&limits, "1", AttributeValue::Str(&v121));
+        record.push_attribute(&limits, "2", AttributeValue::Str(&v122));
+        record.push_attribute(&limits, &long_key, AttributeValue::Str("short"));
+        record.push_attribute(&limits, "long", AttributeValue::Str(&long_value));
+        record.push_attribute(&limits, &long_key, AttributeValue::I64(5));
         let array = Value::Array(opentelemetry::Array::I64(vec![1, 2]));
         record.set_attribute(&limits, "a", AttributeValue::Otel(&array));
         record.set_attribute(&limits, "i", AttributeValue::I64(300));
@@ -509,6 +562,16 @@ mod tests {
         assert_eq!(get("i"), [Some(Proto::IntValue(300))]);
         assert_eq!(get("f"), [Some(Proto::DoubleValue(1.5))]);
         assert_eq!(get("b"), [Some(Proto::BoolValue(true))]);
+        assert_eq!(get("1"), [Some(Proto::StringValue(v121))]);
+        assert_eq!(get("2"), [Some(Proto::StringValue(v122))]);
+        assert_eq!(
+            get(&long_key),
+            [
+                Some(Proto::StringValue("short".to_owned())),
+                Some(Proto::IntValue(5))
+            ]
+        );
+        assert_eq!(get("long"), [Some(Proto::StringValue(long_value))]);
         assert!(matches!(&get("a")[..], [Some(Proto::ArrayValue(a))] if a.values.len() == 2));
         assert_eq!(span.name, "n");
         assert_eq!(span.kind, 3);
