@@ -955,6 +955,64 @@ mod tests {
     }
 
     #[test]
+    fn every_status_and_kind_decodes() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        use opentelemetry_proto::tonic::trace::v1::Span as ProtoSpan;
+
+        let context = SpanContext::new(
+            TraceId::from(1_u128),
+            SpanId::from(2_u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cases = [
+            (Status::Unset, SpanKind::Internal, None, 1),
+            (Status::Ok, SpanKind::Producer, Some((1, "")), 4),
+            (Status::error(""), SpanKind::Consumer, Some((2, "")), 5),
+            (
+                Status::error("boom"),
+                SpanKind::Client,
+                Some((2, "boom")),
+                3,
+            ),
+        ];
+        for (status, kind, expected, kind_number) in cases {
+            let mut buf = Vec::new();
+            put_span_header(
+                &mut buf,
+                &SpanHeader {
+                    context: &context,
+                    parent_span_id: SpanId::INVALID,
+                    parent_is_remote: true,
+                    name: "n",
+                    kind: &kind,
+                    start_time: UNIX_EPOCH + Duration::from_nanos(5),
+                    end_time: UNIX_EPOCH + Duration::from_nanos(9),
+                    status: &status,
+                    dropped_attributes: 0,
+                    dropped_events: 3,
+                    dropped_links: 300,
+                },
+            );
+            let span = ProtoSpan::decode(buf.as_slice()).unwrap();
+            assert_eq!(
+                span.status.map(|s| (s.code, s.message)),
+                expected.map(|(code, message)| (code, message.to_owned())),
+                "{status:?}"
+            );
+            assert_eq!(span.kind, kind_number);
+            assert!(span.parent_span_id.is_empty());
+            assert_eq!((span.start_time_unix_nano, span.end_time_unix_nano), (5, 9));
+            assert_eq!(
+                (span.dropped_events_count, span.dropped_links_count),
+                (3, 300)
+            );
+            assert_eq!(span.flags, 0x1 | 0x100 | 0x200);
+        }
+    }
+
+    #[test]
     fn negative_integers_use_ten_byte_varints() {
         let mut s = span("neg", &InstrumentationScope::builder("a").build());
         s.attributes = vec![KeyValue::new("n", -5_i64)];
