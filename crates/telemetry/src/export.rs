@@ -7,10 +7,11 @@
 //! #2715, #1963). Here they never touch the application's runtime: spans, logs and metrics
 //! are exported on the `telemetry-export` thread, and every wait for it is bounded.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BatchConfig;
 use crate::metrics::ExportCounters;
-use crate::otlp::{EncodedSpan, OtlpSpanExporter, SpanBatch};
+use crate::otlp::{OtlpSpanExporter, ScopeRun, SpanBatch};
 
 /// A Tokio runtime on its own thread, used only for exporting telemetry.
 #[derive(Debug)]
@@ -128,19 +129,16 @@ enum Control {
 /// Spans the queue cannot take are dropped and counted, never blocked on; so are spans
 /// of failed exports. `telemetry_spans_ended_total` = exported + dropped + queued.
 ///
-/// A span is encoded to OTLP protobuf on the thread that ended it, into a buffer the
-/// export task recycled, and its `SpanData` is dropped there: the strings and vectors a
-/// span owns are freed by the thread that allocated them (with glibc, frees from another
-/// thread take the slow path of the allocator on both sides), the queue carries small
-/// values instead of `SpanData`, and at steady state handing over a span allocates
-/// nothing. Handing it over costs a push onto a lock-free bounded queue; the export task
-/// is woken only when a batch is full or the schedule delay passed, never per span (a
-/// wake per span cost more than the rest of the instrumentation together).
+/// A span is encoded to OTLP protobuf on the thread that ended it, into a buffer from that
+/// thread's pool, and nothing it owns crosses threads: the strings and vectors a span owns
+/// are freed by the thread that allocated them (with glibc, frees from another thread take
+/// the slow path of the allocator on both sides). Handing it over is one copy of its bytes
+/// into the [`SpanQueue`] under a short lock, and at steady state allocates nothing; the
+/// export task is woken only when a batch is full or the schedule delay passed, never per
+/// span (a wake per span cost more than the rest of the instrumentation together).
 #[derive(Debug)]
 pub(crate) struct BatchSpanProcessor {
-    spans: crossbeam_channel::Sender<EncodedSpan>,
-    /// Emptied span buffers coming back from the export task.
-    buffers: crossbeam_channel::Receiver<Vec<u8>>,
+    queue: Arc<SpanQueue>,
     batch_ready: Arc<BatchSignal>,
     max_export_batch_size: usize,
     control: mpsc::UnboundedSender<Control>,
@@ -156,18 +154,13 @@ impl BatchSpanProcessor {
         config: BatchConfig,
         shutdown_timeout: Duration,
     ) -> Self {
-        let (spans, span_rx) = crossbeam_channel::bounded(config.max_queue_size);
-        // One batch worth of spare buffers: a written batch refills the pool, and the spans
-        // ended while the next one is exported take from it. Buffers beyond that (a burst
-        // that filled the queue) are freed rather than kept for good.
-        let (recycle, buffers) = crossbeam_channel::bounded(config.max_export_batch_size);
+        let queue = Arc::new(SpanQueue::new(config.max_queue_size));
         let (control, control_rx) = mpsc::unbounded_channel();
         let counters = ExportCounters::register();
         let batch_ready = Arc::new(BatchSignal::default());
         let worker = ExportWorker {
             exporter,
-            spans: span_rx,
-            recycle,
+            queue: queue.clone(),
             batch_ready: batch_ready.clone(),
             control: control_rx,
             config,
@@ -175,8 +168,7 @@ impl BatchSpanProcessor {
         };
         runtime.spawn(worker.run());
         Self {
-            spans,
-            buffers,
+            queue,
             batch_ready,
             max_export_batch_size: config.max_export_batch_size,
             control,
@@ -218,26 +210,24 @@ impl BatchSpanProcessor {
             self.counters.dropped_shutdown.increment(1);
             return false;
         }
-        if self.spans.is_full() {
+        if self.queue.len() >= self.queue.capacity {
             self.counters.dropped_queue_full.increment(1);
             return false;
         }
         true
     }
 
-    /// A buffer the export task emptied, or a new one.
-    fn buffer(&self) -> Vec<u8> {
-        self.buffers.try_recv().unwrap_or_default()
-    }
-
     /// Queues an admitted span; wakes the export task when a batch is full.
-    fn push(&self, span: EncodedSpan) {
-        if self.spans.try_send(span).is_err() {
-            self.counters.dropped_queue_full.increment(1);
-        } else if self.spans.len() >= self.max_export_batch_size
-            && !self.batch_ready.pending.swap(true, Ordering::AcqRel)
-        {
-            self.batch_ready.notify.notify_one();
+    fn push(&self, scope: &InstrumentationScope, span: &[u8]) {
+        match self.queue.push(scope, span) {
+            None => self.counters.dropped_queue_full.increment(1),
+            Some(queued) => {
+                if queued >= self.max_export_batch_size
+                    && !self.batch_ready.pending.swap(true, Ordering::AcqRel)
+                {
+                    self.batch_ready.notify.notify_one();
+                }
+            }
         }
     }
 
@@ -304,33 +294,17 @@ impl SpanSinks {
         }
     }
 
-    /// A buffer to encode a span into: one the export task recycled when there is one.
-    pub(crate) fn buffer(&self) -> Vec<u8> {
-        self.batch
-            .as_ref()
-            .map(BatchSpanProcessor::buffer)
-            .unwrap_or_default()
-    }
-
     /// Hands an encoded span (a `ScopeSpans.spans` field) to the sinks that admitted it.
-    pub(crate) fn deliver(
-        &self,
-        admission: Admission,
-        scope: &InstrumentationScope,
-        bytes: Vec<u8>,
-    ) {
+    pub(crate) fn deliver(&self, admission: Admission, scope: &InstrumentationScope, bytes: &[u8]) {
         if admission.console
             && let Some(console) = &self.console
         {
-            console.print(scope, &bytes);
+            console.print(scope, bytes);
         }
         if admission.batch
             && let Some(batch) = &self.batch
         {
-            batch.push(EncodedSpan {
-                scope: scope.clone(),
-                bytes,
-            });
+            batch.push(scope, bytes);
         }
     }
 
@@ -367,10 +341,11 @@ impl SpanProcessor for SinkProcessor {
         if let Some(limit) = self.0.value_length_limit {
             truncate_values(&mut span, limit);
         }
-        let mut bytes = self.0.buffer();
+        let mut bytes = span_buffer();
         crate::otlp::encode_span(&mut bytes, &span);
         self.0
-            .deliver(admission, &span.instrumentation_scope, bytes);
+            .deliver(admission, &span.instrumentation_scope, &bytes);
+        recycle_span_buffer(bytes);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -434,6 +409,163 @@ pub(crate) fn truncate_str(s: &str, limit: usize) -> &str {
     &s[..end]
 }
 
+/// The batch processor's queue: ended spans' bytes appended to runs of one scope, under
+/// a lock held for one copy.
+///
+/// Handing a span over is a copy of its encoded bytes (a few hundred) into the current
+/// run, so the buffer it was recorded in goes straight back to its thread's pool
+/// ([`span_buffer`]); the export task takes whole runs and writes each with one copy. At
+/// most `capacity` spans wait; the run buffers are reused from batch to batch.
+#[derive(Debug)]
+pub(crate) struct SpanQueue {
+    state: Mutex<Queued>,
+    /// The number of queued spans, readable without the lock.
+    len: AtomicUsize,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    runs: Vec<ScopeRun>,
+    spans: usize,
+    /// Emptied run buffers from exported batches.
+    spare: Vec<Vec<u8>>,
+}
+
+/// Run buffers kept for reuse, and the largest kept: enough for the runs of two batches;
+/// a buffer that grew larger (a burst) is freed.
+const SPARE_RUNS: usize = 8;
+const MAX_SPARE_CAPACITY: usize = 1 << 20;
+
+impl SpanQueue {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            len: AtomicUsize::new(0),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        // The lock guards plain data that every holder leaves consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The number of queued spans.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Queues one `ScopeSpans.spans` field; returns the number queued, or `None` when the
+    /// queue is full.
+    pub(crate) fn push(&self, scope: &InstrumentationScope, span: &[u8]) -> Option<usize> {
+        let mut queued = self.lock();
+        if queued.spans >= self.capacity {
+            return None;
+        }
+        let state = &mut *queued;
+        match state.runs.last_mut() {
+            Some(run) if crate::otlp::same_scope(&run.scope, scope) => {
+                run.bytes.extend_from_slice(span);
+                run.spans += 1;
+            }
+            _ => {
+                let mut bytes = state.spare.pop().unwrap_or_default();
+                bytes.extend_from_slice(span);
+                state.runs.push(ScopeRun {
+                    scope: scope.clone(),
+                    bytes,
+                    spans: 1,
+                });
+            }
+        }
+        state.spans += 1;
+        self.len.store(state.spans, Ordering::Relaxed);
+        Some(state.spans)
+    }
+
+    /// Takes up to `max` of the oldest queued spans, as runs.
+    pub(crate) fn take(&self, max: usize) -> Vec<ScopeRun> {
+        let mut queued = self.lock();
+        let state = &mut *queued;
+        let taken = if state.spans <= max {
+            state.spans = 0;
+            std::mem::take(&mut state.runs)
+        } else {
+            let mut taken = Vec::new();
+            let mut left = max;
+            while left > 0 && !state.runs.is_empty() {
+                let first = &mut state.runs[0];
+                if first.spans <= left {
+                    left -= first.spans;
+                    taken.push(state.runs.remove(0));
+                } else {
+                    // Split the run after its first `left` spans.
+                    let cut = crate::otlp::fields_len(&first.bytes, left);
+                    let head: Vec<u8> = first.bytes.drain(..cut).collect();
+                    first.spans -= left;
+                    taken.push(ScopeRun {
+                        scope: first.scope.clone(),
+                        bytes: head,
+                        spans: left,
+                    });
+                    left = 0;
+                }
+            }
+            state.spans -= max - left;
+            taken
+        };
+        self.len.store(state.spans, Ordering::Relaxed);
+        taken
+    }
+
+    /// Takes back an exported run's buffer.
+    pub(crate) fn recycle(&self, mut bytes: Vec<u8>) {
+        if bytes.capacity() > MAX_SPARE_CAPACITY {
+            return;
+        }
+        bytes.clear();
+        let mut queued = self.lock();
+        if queued.spare.len() < SPARE_RUNS {
+            queued.spare.push(bytes);
+        }
+    }
+}
+
+/// Span buffers a thread keeps for reuse, and the largest kept (a usual span takes 300 to
+/// 600 bytes; a larger buffer is freed).
+const POOLED_BUFFERS: usize = 16;
+const MAX_POOLED_CAPACITY: usize = 2 * 1024;
+
+thread_local! {
+    /// This thread's spare span buffers: a span is recorded into one while it runs, and
+    /// the buffer comes back when it has been handed over (or dropped).
+    static SPAN_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer to record a span into: one of this thread's spare ones when it has any.
+pub(crate) fn span_buffer() -> Vec<u8> {
+    SPAN_BUFFERS
+        .try_with(|pool| pool.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Gives a span buffer back to this thread's pool (emptied), or frees it.
+pub(crate) fn recycle_span_buffer(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > MAX_POOLED_CAPACITY {
+        return;
+    }
+    buffer.clear();
+    let _ = SPAN_BUFFERS.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(buffer);
+        }
+    });
+}
+
 /// Wakes the export task once per full batch.
 #[derive(Debug, Default)]
 struct BatchSignal {
@@ -445,9 +577,7 @@ struct BatchSignal {
 
 struct ExportWorker {
     exporter: OtlpSpanExporter,
-    spans: crossbeam_channel::Receiver<EncodedSpan>,
-    /// Where emptied span buffers go back to the processor.
-    recycle: crossbeam_channel::Sender<Vec<u8>>,
+    queue: Arc<SpanQueue>,
     batch_ready: Arc<BatchSignal>,
     control: mpsc::UnboundedReceiver<Control>,
     config: BatchConfig,
@@ -456,14 +586,13 @@ struct ExportWorker {
 
 impl ExportWorker {
     async fn run(mut self) {
-        let mut batch: Vec<EncodedSpan> = Vec::with_capacity(self.config.max_export_batch_size);
         let timer = tokio::time::sleep(self.config.schedule_delay);
         tokio::pin!(timer);
         loop {
             tokio::select! {
                 biased;
                 control = self.control.recv() => {
-                    let result = self.export_queued(&mut batch, 1).await;
+                    let result = self.export_queued(1).await;
                     match control {
                         Some(Control::Flush(reply)) => {
                             let _ = reply.send(result);
@@ -478,10 +607,10 @@ impl ExportWorker {
                 () = self.batch_ready.notify.notified() => {
                     self.batch_ready.pending.store(false, Ordering::Release);
                     // Full batches only; the rest waits for the timer.
-                    let _ = self.export_queued(&mut batch, self.config.max_export_batch_size).await;
+                    let _ = self.export_queued(self.config.max_export_batch_size).await;
                 }
                 () = &mut timer => {
-                    let _ = self.export_queued(&mut batch, 1).await;
+                    let _ = self.export_queued(1).await;
                     timer.as_mut().reset(tokio::time::Instant::now() + self.config.schedule_delay);
                 }
             }
@@ -489,37 +618,27 @@ impl ExportWorker {
     }
 
     /// Exports queued spans in batches while at least `at_least` are waiting.
-    async fn export_queued(
-        &mut self,
-        batch: &mut Vec<EncodedSpan>,
-        at_least: usize,
-    ) -> OTelSdkResult {
+    async fn export_queued(&mut self, at_least: usize) -> OTelSdkResult {
         let mut result = Ok(());
-        while self.spans.len() >= at_least.max(1) {
-            batch.extend(
-                self.spans
-                    .try_iter()
-                    .take(self.config.max_export_batch_size),
-            );
-            if let Err(error) = self.export(batch).await {
+        while self.queue.len() >= at_least.max(1) {
+            let runs = self.queue.take(self.config.max_export_batch_size);
+            if let Err(error) = self.export(runs).await {
                 result = Err(error);
             }
         }
         result
     }
 
-    /// Exports `batch`, leaving it empty; its buffers are recycled once the request is
-    /// written.
-    async fn export(&mut self, batch: &mut Vec<EncodedSpan>) -> OTelSdkResult {
-        if batch.is_empty() {
+    /// Exports `runs`; their buffers go back to the queue once the request is written.
+    async fn export(&mut self, runs: Vec<ScopeRun>) -> OTelSdkResult {
+        let count = runs.iter().map(|run| run.spans as u64).sum::<u64>();
+        if count == 0 {
             return Ok(());
         }
-        let count = batch.len() as u64;
-        let spans = std::mem::replace(batch, Vec::with_capacity(self.config.max_export_batch_size));
         let outcome = tokio::time::timeout(
             self.config.export_timeout,
             self.exporter
-                .export(SpanBatch::new(spans, self.recycle.clone())),
+                .export(SpanBatch::new(runs, self.queue.clone())),
         )
         .await;
         let result = match outcome {
@@ -600,6 +719,70 @@ impl<E: opentelemetry_sdk::metrics::exporter::PushMetricExporter>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `ScopeSpans.spans` field holding `payload`, as the span encoders write it.
+    fn field(payload: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let at = crate::otlp::begin(&mut buf, 2);
+        buf.extend_from_slice(payload);
+        crate::otlp::end(&mut buf, at);
+        buf
+    }
+
+    #[test]
+    fn the_queue_keeps_order_groups_scopes_and_splits_runs() {
+        let a = InstrumentationScope::builder("a").build();
+        let b = InstrumentationScope::builder("b").build();
+        let queue = SpanQueue::new(5);
+        let spans: Vec<Vec<u8>> = (0..6_u8)
+            .map(|i| field(&vec![i; 200 + usize::from(i)]))
+            .collect();
+        assert_eq!(queue.push(&a, &spans[0]), Some(1));
+        assert_eq!(queue.push(&a, &spans[1]), Some(2));
+        assert_eq!(queue.push(&b, &spans[2]), Some(3));
+        assert_eq!(queue.push(&a, &spans[3]), Some(4));
+        assert_eq!(queue.push(&a, &spans[4]), Some(5));
+        assert_eq!(queue.push(&a, &spans[5]), None, "full");
+        assert_eq!(queue.len(), 5);
+
+        // A batch of 4 takes the first run, the second, and one span of the third.
+        let first = queue.take(4);
+        let shape: Vec<(&str, usize)> = first.iter().map(|r| (r.scope.name(), r.spans)).collect();
+        assert_eq!(shape, [("a", 2), ("b", 1), ("a", 1)]);
+        assert_eq!(first[0].bytes, [&spans[0][..], &spans[1][..]].concat());
+        assert_eq!(first[1].bytes, spans[2]);
+        assert_eq!(first[2].bytes, spans[3]);
+        assert_eq!(queue.len(), 1);
+
+        let rest = queue.take(4);
+        assert_eq!(rest.len(), 1);
+        assert_eq!((rest[0].spans, &rest[0].bytes), (1, &spans[4]));
+        assert_eq!(queue.len(), 0);
+        assert!(queue.take(4).is_empty());
+
+        // Exported runs' buffers are reused, emptied.
+        for run in first {
+            queue.recycle(run.bytes);
+        }
+        assert_eq!(queue.push(&b, &spans[5]), Some(1));
+        let reused = queue.take(1);
+        assert_eq!(reused[0].bytes, spans[5]);
+        assert!(reused[0].bytes.capacity() >= 400);
+    }
+
+    #[test]
+    fn span_buffers_come_back_to_their_thread() {
+        let mut buffer = span_buffer();
+        buffer.extend_from_slice(&[1; 300]);
+        let pointer = buffer.as_ptr();
+        recycle_span_buffer(buffer);
+        let again = span_buffer();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), pointer);
+        // Too large to keep.
+        recycle_span_buffer(Vec::with_capacity(MAX_POOLED_CAPACITY + 1));
+        assert_eq!(span_buffer().capacity(), 0);
+    }
 
     #[test]
     fn truncation_respects_char_boundaries() {

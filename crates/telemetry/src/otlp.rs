@@ -11,6 +11,7 @@
 //! `opentelemetry-proto`'s decoder in tests.
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BufMut, Bytes};
@@ -32,13 +33,15 @@ pub(crate) const FIXED32: u8 = 5;
 /// Messages larger than this cannot be described by a four-byte varint.
 const MAX_NESTED_LEN: usize = (1 << 28) - 1;
 
-/// One ended span, encoded on the thread that ended it, and its instrumentation scope
-/// (spans of one scope are grouped under it when a request is assembled).
+/// Queued spans of one instrumentation scope: their `ScopeSpans.spans` fields (key,
+/// length, `Span` message), encoded on the threads that ended them, back to back. A
+/// request writes a run under its scope with one copy.
 #[derive(Debug)]
-pub(crate) struct EncodedSpan {
+pub(crate) struct ScopeRun {
     pub(crate) scope: InstrumentationScope,
-    /// A `ScopeSpans.spans` field: key, length, `Span` message.
     pub(crate) bytes: Vec<u8>,
+    /// How many spans `bytes` holds.
+    pub(crate) spans: usize,
 }
 
 /// Appends the `ScopeSpans.spans` field of `span` (key, length and `Span` message) to
@@ -265,16 +268,16 @@ pub(crate) fn encode_resource(resource: &Resource) -> Vec<u8> {
 
 /// Assembles one `ExportTraceServiceRequest` from the encoded resource and spans into a
 /// vector.
-pub(crate) fn encode_request(resource: &[u8], spans: &[EncodedSpan]) -> Vec<u8> {
-    let request = RequestLayout::new(resource, spans);
+pub(crate) fn encode_request(resource: &[u8], runs: &[ScopeRun]) -> Vec<u8> {
+    let request = RequestLayout::new(resource, runs);
     let mut buf = Vec::with_capacity(request.len());
     request.write(&mut buf);
     buf
 }
 
-/// One `ExportTraceServiceRequest` about to be written: the resource, and spans in a row
-/// with the same instrumentation scope grouped into one `ScopeSpans`. Lengths are exact,
-/// so the request can be written front to back into any buffer (tonic's, for gRPC).
+/// One `ExportTraceServiceRequest` about to be written: the resource, and each run of
+/// spans under its instrumentation scope as one `ScopeSpans`. Lengths are exact, so the
+/// request can be written front to back into any buffer (tonic's, for gRPC).
 #[derive(Debug)]
 struct RequestLayout<'a> {
     resource: &'a [u8],
@@ -288,42 +291,40 @@ struct RequestLayout<'a> {
 struct ScopeGroup<'a> {
     /// The `ScopeSpans.scope` field (key, length, `InstrumentationScope`).
     scope: Vec<u8>,
-    spans: &'a [EncodedSpan],
+    /// The `ScopeSpans.spans` fields.
+    spans: &'a [u8],
     schema_url: Option<&'a str>,
     /// Length of the `ScopeSpans` message.
     len: usize,
 }
 
 impl<'a> RequestLayout<'a> {
-    fn new(resource: &'a [u8], spans: &'a [EncodedSpan]) -> Self {
-        let mut groups = Vec::new();
-        let mut rest = spans;
-        while let Some(first) = rest.first() {
-            let scope = &first.scope;
-            let same = rest
-                .iter()
-                .take_while(|s| same_scope(&s.scope, scope))
-                .count();
-            let mut scope_field = Vec::new();
-            let at = begin(&mut scope_field, 1);
-            put_bytes(&mut scope_field, 1, scope.name().as_bytes());
-            if let Some(version) = scope.version() {
-                put_bytes(&mut scope_field, 2, version.as_bytes());
-            }
-            put_key_values(&mut scope_field, 3, scope.attributes());
-            end(&mut scope_field, at);
-            let schema_url = scope.schema_url();
-            let len = scope_field.len()
-                + rest[..same].iter().map(|s| s.bytes.len()).sum::<usize>()
-                + schema_url.map_or(0, |url| field_len(url.len()));
-            groups.push(ScopeGroup {
-                scope: scope_field,
-                spans: &rest[..same],
-                schema_url,
-                len,
-            });
-            rest = &rest[same..];
-        }
+    fn new(resource: &'a [u8], runs: &'a [ScopeRun]) -> Self {
+        let groups: Vec<ScopeGroup<'a>> = runs
+            .iter()
+            .filter(|run| run.spans > 0)
+            .map(|run| {
+                let scope = &run.scope;
+                let mut scope_field = Vec::new();
+                let at = begin(&mut scope_field, 1);
+                put_bytes(&mut scope_field, 1, scope.name().as_bytes());
+                if let Some(version) = scope.version() {
+                    put_bytes(&mut scope_field, 2, version.as_bytes());
+                }
+                put_key_values(&mut scope_field, 3, scope.attributes());
+                end(&mut scope_field, at);
+                let schema_url = scope.schema_url();
+                let len = scope_field.len()
+                    + run.bytes.len()
+                    + schema_url.map_or(0, |url| field_len(url.len()));
+                ScopeGroup {
+                    scope: scope_field,
+                    spans: &run.bytes,
+                    schema_url,
+                    len,
+                }
+            })
+            .collect();
         let resource_spans_len =
             resource.len() + groups.iter().map(|g| field_len(g.len)).sum::<usize>();
         Self {
@@ -346,9 +347,7 @@ impl<'a> RequestLayout<'a> {
             dst.put_u8(tag(2, LEN));
             put_varint(dst, group.len as u64);
             dst.put_slice(&group.scope);
-            for span in group.spans {
-                dst.put_slice(&span.bytes);
-            }
+            dst.put_slice(group.spans);
             if let Some(url) = group.schema_url {
                 dst.put_u8(tag(3, LEN));
                 put_varint(dst, url.len() as u64);
@@ -376,38 +375,47 @@ pub(crate) fn put_varint(dst: &mut impl BufMut, mut value: u64) {
     dst.put_u8(value as u8);
 }
 
-/// A batch of encoded spans on its way out. Dropping it (once its request is written, or
-/// abandoned) hands the span buffers back to the batch span processor for reuse.
+/// A batch of queued spans on its way out. Dropping it (once its request is written, or
+/// abandoned) hands the runs' buffers back to the queue for reuse.
 #[derive(Debug)]
 pub(crate) struct SpanBatch {
-    spans: Vec<EncodedSpan>,
-    recycle: crossbeam_channel::Sender<Vec<u8>>,
+    runs: Vec<ScopeRun>,
+    queue: Arc<crate::export::SpanQueue>,
 }
 
-/// Span buffers larger than this (a span with many or long attributes) are freed after
-/// export instead of recycled, so that the pool (at most `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
-/// buffers) holds at most 512 x 2 KiB; a usual span takes 300 to 600 bytes.
-const MAX_RECYCLED_CAPACITY: usize = 2 * 1024;
-
 impl SpanBatch {
-    pub(crate) fn new(
-        spans: Vec<EncodedSpan>,
-        recycle: crossbeam_channel::Sender<Vec<u8>>,
-    ) -> Self {
-        Self { spans, recycle }
+    pub(crate) fn new(runs: Vec<ScopeRun>, queue: Arc<crate::export::SpanQueue>) -> Self {
+        Self { runs, queue }
     }
 }
 
 impl Drop for SpanBatch {
     fn drop(&mut self) {
-        for span in self.spans.drain(..) {
-            let mut bytes = span.bytes;
-            if bytes.capacity() <= MAX_RECYCLED_CAPACITY {
-                bytes.clear();
-                let _ = self.recycle.try_send(bytes);
-            }
+        for run in self.runs.drain(..) {
+            self.queue.recycle(run.bytes);
         }
     }
+}
+
+/// The length of the first `n` fields of `bytes` (each a one-byte key, a varint length
+/// and that many bytes): where a run of queued spans is split.
+pub(crate) fn fields_len(bytes: &[u8], n: usize) -> usize {
+    let mut pos = 0;
+    for _ in 0..n {
+        let mut len = 0_usize;
+        let mut shift = 0;
+        pos += 1;
+        while let Some(&byte) = bytes.get(pos) {
+            pos += 1;
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        pos = (pos + len).min(bytes.len());
+    }
+    pos
 }
 
 /// What the gRPC codec writes: the resource and a batch, straight into tonic's buffer.
@@ -418,7 +426,7 @@ struct GrpcRequest {
 }
 
 /// Scope equality with a fast path for the usual case: the same static strings.
-fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
+pub(crate) fn same_scope(a: &InstrumentationScope, b: &InstrumentationScope) -> bool {
     let same_str = |x: &str, y: &str| std::ptr::eq(x, y) || x == y;
     same_str(a.name(), b.name())
         && match (a.version(), b.version()) {
@@ -689,7 +697,7 @@ impl OtlpSpanExporter {
                 url,
                 headers,
             } => {
-                let body = encode_request(&self.resource, &batch.spans);
+                let body = encode_request(&self.resource, &batch.runs);
                 drop(batch);
                 let (body, gzip) = match self.compression {
                     Compression::Gzip => (gzip(&body)?, true),
@@ -792,7 +800,7 @@ impl tonic::codec::Encoder for RawEncoder {
         item: GrpcRequest,
         dst: &mut tonic::codec::EncodeBuf<'_>,
     ) -> Result<(), Self::Error> {
-        let request = RequestLayout::new(&item.resource, &item.batch.spans);
+        let request = RequestLayout::new(&item.resource, &item.batch.runs);
         dst.reserve(request.len());
         request.write(dst);
         Ok(())
@@ -1028,20 +1036,17 @@ mod tests {
 
     /// A request as the batch span processor makes one: spans encoded one by one (into
     /// reused buffers), then assembled.
+    /// A request made the way the exporter makes it: each span encoded, queued, and
+    /// taken from the queue as one batch.
     fn request(resource: &Resource, spans: Vec<SpanData>) -> Vec<u8> {
+        let queue = crate::export::SpanQueue::new(spans.len());
         let mut buf = vec![0xff; 7];
-        let encoded: Vec<EncodedSpan> = spans
-            .into_iter()
-            .map(|span| {
-                buf.clear();
-                encode_span(&mut buf, &span);
-                EncodedSpan {
-                    scope: span.instrumentation_scope,
-                    bytes: buf.clone(),
-                }
-            })
-            .collect();
-        encode_request(&encode_resource(resource), &encoded)
+        for span in &spans {
+            buf.clear();
+            encode_span(&mut buf, span);
+            assert!(queue.push(&span.instrumentation_scope, &buf).is_some());
+        }
+        encode_request(&encode_resource(resource), &queue.take(spans.len()))
     }
 
     fn hex(bytes: &[u8]) -> String {

@@ -50,8 +50,7 @@ impl Pipeline {
             context.is_valid().then(|| context.clone())
         };
         let context = crate::spans::layer::new_context(self.settings.sampler, parent.as_ref());
-        let mut record = (context.is_sampled() && !self.sinks.is_empty())
-            .then(|| SpanRecord::new(self.sinks.buffer()));
+        let mut record = (context.is_sampled() && !self.sinks.is_empty()).then(SpanRecord::new);
         if let Some(record) = record.as_mut() {
             attributes(record, &self.settings.limits);
         }

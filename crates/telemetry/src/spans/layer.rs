@@ -64,7 +64,7 @@ pub(crate) struct EndedSpan<'a> {
 impl Pipeline {
     /// Ends a recorded span: counts it, and when a sink takes it, completes its bytes and
     /// hands them over.
-    pub(crate) fn end(&self, record: SpanRecord, span: &EndedSpan<'_>) {
+    pub(crate) fn end(&self, mut record: SpanRecord, span: &EndedSpan<'_>) {
         let admission = self.sinks.admit();
         if !admission.any() {
             return;
@@ -412,7 +412,7 @@ where
             started: None,
             // Nothing to record for when no exporter takes spans; ids are still made,
             // so the context propagates.
-            record: (!pipeline.sinks.is_empty()).then(|| SpanRecord::new(pipeline.sinks.buffer())),
+            record: (!pipeline.sinks.is_empty()).then(SpanRecord::new),
             name: Cow::Borrowed(metadata.name()),
             kind: SpanKind::Internal,
             status: Status::Unset,

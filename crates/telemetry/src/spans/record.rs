@@ -66,9 +66,10 @@ fn key_bit(key: &str) -> u64 {
 }
 
 impl SpanRecord {
-    /// Starts a record in `buf` (emptied first; a recycled buffer keeps its capacity).
-    pub(crate) fn new(mut buf: Vec<u8>) -> Self {
-        buf.clear();
+    /// Starts a record in a buffer from this thread's pool, which it goes back to when
+    /// the record is dropped.
+    pub(crate) fn new() -> Self {
+        let mut buf = crate::export::span_buffer();
         let at = otlp::begin(&mut buf, 2);
         Self {
             buf,
@@ -196,7 +197,7 @@ impl SpanRecord {
 
     /// Completes the span with `header` (whose dropped counts are this record's) and
     /// returns its `ScopeSpans.spans` field.
-    pub(crate) fn finish(mut self, header: SpanHeader<'_>) -> Vec<u8> {
+    pub(crate) fn finish(&mut self, header: SpanHeader<'_>) -> &[u8] {
         let header = SpanHeader {
             dropped_attributes: self.dropped_attributes,
             dropped_events: self.dropped_events,
@@ -205,7 +206,13 @@ impl SpanRecord {
         };
         otlp::put_span_header(&mut self.buf, &header);
         otlp::end(&mut self.buf, self.at);
-        self.buf
+        &self.buf
+    }
+}
+
+impl Drop for SpanRecord {
+    fn drop(&mut self) {
+        crate::export::recycle_span_buffer(std::mem::take(&mut self.buf));
     }
 }
 
@@ -463,7 +470,7 @@ mod tests {
     #[test]
     fn setting_an_attribute_again_replaces_it() {
         let limits = limits();
-        let mut record = SpanRecord::new(Vec::new());
+        let mut record = SpanRecord::new();
         record.push_attribute(&limits, "a", AttributeValue::I64(1));
         record.push_attribute(&limits, "b", AttributeValue::Str("x"));
         record.set_attribute(&limits, "a", AttributeValue::I64(2));
@@ -482,7 +489,7 @@ mod tests {
             span_link_count: 0,
             attribute_value_length: Some(2),
         };
-        let mut record = SpanRecord::new(Vec::new());
+        let mut record = SpanRecord::new();
         record.push_attribute(&limits, "a", AttributeValue::Str("héllo"));
         record.push_attribute(&limits, "b", AttributeValue::I64(1));
         record.add_event(&limits, SystemTime::now(), |_| {});
@@ -507,7 +514,7 @@ mod tests {
         use prost::Message as _;
 
         let limits = limits();
-        let mut record = SpanRecord::new(Vec::new());
+        let mut record = SpanRecord::new();
         record.push_attribute(&limits, "s", AttributeValue::Str("text"));
         record.push_attribute(&limits, "i", AttributeValue::I64(-3));
         record.push_attribute(&limits, "f", AttributeValue::F64(1.5));
