@@ -280,7 +280,8 @@ impl LayerState {
         // Most requests carry no context; skip the propagators' work for them. The parent
         // is only ever what the request carries, never whatever context the thread holds.
         let headers = request.headers();
-        let parent = if headers.contains_key(TRACEPARENT) || headers.contains_key(BAGGAGE) {
+        let wanted = WantedHeaders::find(headers);
+        let parent = if wanted.context {
             self.extract_parent(headers)
         } else {
             Context::new()
@@ -327,21 +328,18 @@ impl LayerState {
                 );
                 // The path only: query strings carry tokens and signatures.
                 put("url.path", request.uri().path());
-                let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
-                    headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                });
+                let host = request
+                    .uri()
+                    .authority()
+                    .map(|a| a.as_str())
+                    .or_else(|| wanted.host.and_then(|h| h.to_str().ok()));
                 let mut port = None;
                 if let Some(host) = host {
                     let (address, host_port) = split_host_port(host);
                     put("server.address", address);
                     port = host_port;
                 }
-                if let Some(agent) = headers
-                    .get(http::header::USER_AGENT)
-                    .and_then(|v| v.to_str().ok())
-                {
+                if let Some(agent) = wanted.user_agent.and_then(|v| v.to_str().ok()) {
                     put("user_agent.original", agent);
                 }
                 let peer = request
@@ -412,6 +410,32 @@ impl LayerState {
     }
 }
 
+/// The request headers the server span reads, found in one pass over the headers (a
+/// request has a handful; four hashed lookups cost more than looking at each once).
+#[derive(Debug, Default)]
+struct WantedHeaders<'a> {
+    /// Whether a `traceparent` or `baggage` header is present.
+    context: bool,
+    host: Option<&'a http::HeaderValue>,
+    user_agent: Option<&'a http::HeaderValue>,
+}
+
+impl<'a> WantedHeaders<'a> {
+    fn find(headers: &'a http::HeaderMap) -> Self {
+        let mut wanted = Self::default();
+        for (name, value) in headers {
+            if name == http::header::HOST {
+                wanted.host.get_or_insert(value);
+            } else if name == http::header::USER_AGENT {
+                wanted.user_agent.get_or_insert(value);
+            } else if name == TRACEPARENT || name == BAGGAGE {
+                wanted.context = true;
+            }
+        }
+        wanted
+    }
+}
+
 /// Splits `host:port` (or `[v6]:port`); the port is `None` when absent or invalid.
 fn split_host_port(host: &str) -> (&str, Option<u16>) {
     if let Some(rest) = host.strip_prefix('[')
@@ -441,6 +465,28 @@ mod tests {
         assert_eq!(split_host_port("example.com"), ("example.com", None));
         assert_eq!(split_host_port("[::1]:3000"), ("::1", Some(3000)));
         assert_eq!(split_host_port("host:notaport"), ("host", None));
+    }
+
+    #[test]
+    fn wanted_headers_are_found_in_one_pass() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::ACCEPT, "*/*".parse().unwrap());
+        headers.insert("x-request-id", "1".parse().unwrap());
+        headers.append(http::header::USER_AGENT, "first".parse().unwrap());
+        headers.append(http::header::USER_AGENT, "second".parse().unwrap());
+        headers.insert(http::header::HOST, "example.com:80".parse().unwrap());
+        let wanted = WantedHeaders::find(&headers);
+        assert!(!wanted.context);
+        assert_eq!(wanted.host.unwrap(), "example.com:80");
+        assert_eq!(wanted.user_agent.unwrap(), "first");
+
+        for name in [TRACEPARENT, BAGGAGE] {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(name, "x".parse().unwrap());
+            let wanted = WantedHeaders::find(&headers);
+            assert!(wanted.context);
+            assert!(wanted.host.is_none() && wanted.user_agent.is_none());
+        }
     }
 
     #[test]

@@ -261,30 +261,30 @@ fn put_attribute(
         AttributeValue::Otel(Value::Bool(b)) => AttributeValue::Bool(*b),
         other => other,
     };
-    if let AttributeValue::Str(s) = value {
-        put_str_attribute(
-            buf,
-            field,
-            key.as_bytes(),
-            truncate(s, limits.attribute_value_length).as_bytes(),
-        );
-        return;
-    }
-    // The value's own fields, written to the stack first: with the lengths known, the
-    // whole attribute is three copies into `buf` after one capacity check.
-    let mut scalar = Head::default();
-    match value {
+    // The `AnyValue`'s fields: a head assembled on the stack (its key, and a scalar or a
+    // string's length), then a string's bytes.
+    let mut head = Head::default();
+    let tail: &[u8] = match value {
+        AttributeValue::Str(s) => {
+            let text = truncate(s, limits.attribute_value_length).as_bytes();
+            head.key(1, LEN);
+            head.varint(text.len() as u64);
+            text
+        }
         AttributeValue::I64(i) => {
-            scalar.key(3, VARINT);
-            scalar.varint(i as u64);
+            head.key(3, VARINT);
+            head.varint(i as u64);
+            &[]
         }
         AttributeValue::F64(f) => {
-            scalar.key(4, FIXED64);
-            scalar.bytes(&f.to_bits().to_le_bytes());
+            head.key(4, FIXED64);
+            head.bytes(&f.to_bits().to_le_bytes());
+            &[]
         }
         AttributeValue::Bool(b) => {
-            scalar.key(2, VARINT);
-            scalar.bytes(&[u8::from(b)]);
+            head.key(2, VARINT);
+            head.bytes(&[u8::from(b)]);
+            &[]
         }
         AttributeValue::Otel(value) => {
             // Arrays (the scalars were turned into their own variants above).
@@ -292,25 +292,20 @@ fn put_attribute(
             otlp::put_key_values(buf, field, [&kv]);
             return;
         }
-        AttributeValue::Str(_) => {}
-    }
-    let (head, middle) = key_value_heads(field, key.len(), scalar.len);
-    buf.reserve(head.len + key.len() + middle.len + scalar.len);
-    buf.extend_from_slice(head.as_slice());
-    buf.extend_from_slice(key.as_bytes());
-    buf.extend_from_slice(middle.as_slice());
-    buf.extend_from_slice(scalar.as_slice());
+    };
+    put_key_value(buf, field, key.as_bytes(), head.as_slice(), tail);
 }
 
-/// Appends a `KeyValue` field with a string value (`text` already cut to the limit).
+/// Appends a `KeyValue` field whose `AnyValue` holds `value_head` then `value_tail`.
 ///
 /// Keys and values are short in nearly every span, so every length fits in one varint
-/// byte: then the field is two fixed four-byte headers and two copies. Longer ones take
-/// the general path.
+/// byte: then the field is a fixed four-byte header, the key, a two-byte header and the
+/// value, after one capacity check. Longer ones get their lengths' varints in full.
 #[inline]
-fn put_str_attribute(buf: &mut Vec<u8>, field: u8, key: &[u8], text: &[u8]) {
-    // KeyValue: 0x0a len key, 0x12 len AnyValue; AnyValue: 0x0a len text.
-    let key_value_len = 6 + key.len() + text.len();
+fn put_key_value(buf: &mut Vec<u8>, field: u8, key: &[u8], value_head: &[u8], value_tail: &[u8]) {
+    let value_len = value_head.len() + value_tail.len();
+    // KeyValue: 0x0a len key, 0x12 len AnyValue.
+    let key_value_len = 4 + key.len() + value_len;
     if key_value_len < 0x80 {
         buf.reserve(2 + key_value_len);
         buf.extend_from_slice(&[
@@ -320,39 +315,23 @@ fn put_str_attribute(buf: &mut Vec<u8>, field: u8, key: &[u8], text: &[u8]) {
             key.len() as u8,
         ]);
         buf.extend_from_slice(key);
-        buf.extend_from_slice(&[
-            (2 << 3) | LEN,
-            (2 + text.len()) as u8,
-            (1 << 3) | LEN,
-            text.len() as u8,
-        ]);
-        buf.extend_from_slice(text);
-        return;
+        buf.extend_from_slice(&[(2 << 3) | LEN, value_len as u8]);
+    } else {
+        let mut head = Head::default();
+        head.key(field, LEN);
+        head.varint((otlp::field_len(key.len()) + otlp::field_len(value_len)) as u64);
+        head.key(1, LEN);
+        head.varint(key.len() as u64);
+        let mut middle = Head::default();
+        middle.key(2, LEN);
+        middle.varint(value_len as u64);
+        buf.reserve(head.len + key.len() + middle.len + value_len);
+        buf.extend_from_slice(head.as_slice());
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(middle.as_slice());
     }
-    let mut any = Head::default();
-    any.key(1, LEN);
-    any.varint(text.len() as u64);
-    let (head, middle) = key_value_heads(field, key.len(), any.len + text.len());
-    buf.reserve(head.len + key.len() + middle.len + any.len + text.len());
-    buf.extend_from_slice(head.as_slice());
-    buf.extend_from_slice(key);
-    buf.extend_from_slice(middle.as_slice());
-    buf.extend_from_slice(any.as_slice());
-    buf.extend_from_slice(text);
-}
-
-/// The protobuf bytes around a `KeyValue`'s key: before it, the field's key and length
-/// and the key's own; after it, the `AnyValue`'s key and length (`value_len` bytes).
-fn key_value_heads(field: u8, key_len: usize, value_len: usize) -> (Head, Head) {
-    let mut head = Head::default();
-    head.key(field, LEN);
-    head.varint((otlp::field_len(key_len) + otlp::field_len(value_len)) as u64);
-    head.key(1, LEN);
-    head.varint(key_len as u64);
-    let mut middle = Head::default();
-    middle.key(2, LEN);
-    middle.varint(value_len as u64);
-    (head, middle)
+    buf.extend_from_slice(value_head);
+    buf.extend_from_slice(value_tail);
 }
 
 /// A few protobuf bytes assembled on the stack (keys, lengths, scalars).
