@@ -507,6 +507,15 @@ mod tests {
         record.push_attribute(&limits, &long_key, AttributeValue::Str("short"));
         record.push_attribute(&limits, "long", AttributeValue::Str(&long_value));
         record.push_attribute(&limits, &long_key, AttributeValue::I64(5));
+        for (key, value) in [
+            ("z", 0),
+            ("i2", 16_383),
+            ("i3", 16_384),
+            ("i4", 127),
+            ("i5", 128),
+        ] {
+            record.push_attribute(&limits, key, AttributeValue::I64(value));
+        }
         let array = Value::Array(opentelemetry::Array::I64(vec![1, 2]));
         record.set_attribute(&limits, "a", AttributeValue::Otel(&array));
         record.set_attribute(&limits, "i", AttributeValue::I64(300));
@@ -558,6 +567,15 @@ mod tests {
             ]
         );
         assert_eq!(get("long"), [Some(Proto::StringValue(long_value))]);
+        for (key, value) in [
+            ("z", 0),
+            ("i2", 16_383),
+            ("i3", 16_384),
+            ("i4", 127),
+            ("i5", 128),
+        ] {
+            assert_eq!(get(key), [Some(Proto::IntValue(value))], "{key}");
+        }
         assert!(matches!(&get("a")[..], [Some(Proto::ArrayValue(a))] if a.values.len() == 2));
         assert_eq!(span.name, "n");
         assert_eq!(span.kind, 3);
