@@ -409,7 +409,7 @@ pub(crate) fn truncate_str(s: &str, limit: usize) -> &str {
     &s[..end]
 }
 
-/// The batch processor's queue: ended spans' bytes appended to runs of one scope, under
+/// The batch processor's queue: ended spans' bytes appended to their scope's run, under
 /// a lock held for one copy.
 ///
 /// Handing a span over is a copy of its encoded bytes (a few hundred) into the current
@@ -432,10 +432,11 @@ struct Queued {
     spare: Vec<Vec<u8>>,
 }
 
-/// Run buffers kept for reuse, and the largest kept: enough for the runs of two batches;
-/// a buffer that grew larger (a burst) is freed.
-const SPARE_RUNS: usize = 8;
-const MAX_SPARE_CAPACITY: usize = 1 << 20;
+/// Run buffers kept for reuse, and the largest kept: one run is filled while the last
+/// batch's is written, and a batch of 512 usual spans takes about 200 KiB; a buffer that
+/// grew larger in a burst is freed, so that the queue's memory goes back down.
+const SPARE_RUNS: usize = 2;
+const MAX_SPARE_CAPACITY: usize = 512 * 1024;
 
 impl SpanQueue {
     pub(crate) fn new(capacity: usize) -> Self {
@@ -464,12 +465,19 @@ impl SpanQueue {
             return None;
         }
         let state = &mut *queued;
-        match state.runs.last_mut() {
-            Some(run) if crate::otlp::same_scope(&run.scope, scope) => {
+        // One run per scope (a process has a few), so that spans of interleaved scopes
+        // still go out in a few `ScopeSpans`.
+        match state
+            .runs
+            .iter_mut()
+            .rev()
+            .find(|run| crate::otlp::same_scope(&run.scope, scope))
+        {
+            Some(run) => {
                 run.bytes.extend_from_slice(span);
                 run.spans += 1;
             }
-            _ => {
+            None => {
                 let mut bytes = state.spare.pop().unwrap_or_default();
                 bytes.extend_from_slice(span);
                 state.runs.push(ScopeRun {
@@ -484,7 +492,7 @@ impl SpanQueue {
         Some(state.spans)
     }
 
-    /// Takes up to `max` of the oldest queued spans, as runs.
+    /// Takes up to `max` queued spans, as runs (the runs started first, first).
     pub(crate) fn take(&self, max: usize) -> Vec<ScopeRun> {
         let mut queued = self.lock();
         let state = &mut *queued;
@@ -745,18 +753,21 @@ mod tests {
         assert_eq!(queue.push(&a, &spans[5]), None, "full");
         assert_eq!(queue.len(), 5);
 
-        // A batch of 4 takes the first run, the second, and one span of the third.
-        let first = queue.take(4);
-        let shape: Vec<(&str, usize)> = first.iter().map(|r| (r.scope.name(), r.spans)).collect();
-        assert_eq!(shape, [("a", 2), ("b", 1), ("a", 1)]);
-        assert_eq!(first[0].bytes, [&spans[0][..], &spans[1][..]].concat());
-        assert_eq!(first[1].bytes, spans[2]);
-        assert_eq!(first[2].bytes, spans[3]);
-        assert_eq!(queue.len(), 1);
+        // Spans of one scope share a run. A batch of 3 takes three of the four in `a`'s.
+        let first = queue.take(3);
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].scope.name(), first[0].spans), ("a", 3));
+        assert_eq!(
+            first[0].bytes,
+            [&spans[0][..], &spans[1][..], &spans[3][..]].concat()
+        );
+        assert_eq!(queue.len(), 2);
 
         let rest = queue.take(4);
-        assert_eq!(rest.len(), 1);
-        assert_eq!((rest[0].spans, &rest[0].bytes), (1, &spans[4]));
+        let shape: Vec<(&str, usize)> = rest.iter().map(|r| (r.scope.name(), r.spans)).collect();
+        assert_eq!(shape, [("a", 1), ("b", 1)]);
+        assert_eq!(rest[0].bytes, spans[4]);
+        assert_eq!(rest[1].bytes, spans[2]);
         assert_eq!(queue.len(), 0);
         assert!(queue.take(4).is_empty());
 
