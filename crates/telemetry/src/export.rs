@@ -782,6 +782,55 @@ mod tests {
     }
 
     #[test]
+    fn spans_pushed_from_many_threads_while_batches_are_taken_arrive_whole() {
+        let scopes = [
+            InstrumentationScope::builder("a").build(),
+            InstrumentationScope::builder("b").build(),
+        ];
+        let queue = SpanQueue::new(10_000);
+        let (threads, per_thread) = (4_usize, 1_000_usize);
+        let mut taken = Vec::new();
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (queue, scopes) = (&queue, &scopes);
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        // Payloads of varying length, tagged with their thread and number.
+                        let mut payload = vec![t as u8; 20 + i % 300];
+                        payload[1..5].copy_from_slice(&(i as u32).to_le_bytes());
+                        assert!(queue.push(&scopes[i % 2], &field(&payload)).is_some());
+                    }
+                });
+            }
+            while taken.iter().map(|r: &ScopeRun| r.spans).sum::<usize>() < threads * per_thread {
+                taken.extend(queue.take(512));
+                std::thread::yield_now();
+            }
+        });
+        assert_eq!(queue.len(), 0);
+        // Every span is whole: walk each run's fields and check what each one holds.
+        let mut seen = vec![vec![false; per_thread]; threads];
+        for run in &taken {
+            let mut rest = &run.bytes[..];
+            for _ in 0..run.spans {
+                let len = crate::otlp::fields_len(rest, 1);
+                let payload = &rest[5..len];
+                let (t, i) = (
+                    usize::from(payload[0]),
+                    u32::from_le_bytes(payload[1..5].try_into().unwrap()) as usize,
+                );
+                assert_eq!(payload.len(), 20 + i % 300);
+                assert_eq!(run.scope.name(), ["a", "b"][i % 2]);
+                assert!(!seen[t][i], "span {t}/{i} twice");
+                seen[t][i] = true;
+                rest = &rest[len..];
+            }
+            assert!(rest.is_empty());
+        }
+        assert!(seen.iter().flatten().all(|s| *s));
+    }
+
+    #[test]
     fn span_buffers_come_back_to_their_thread() {
         let mut buffer = span_buffer();
         buffer.extend_from_slice(&[1; 300]);
