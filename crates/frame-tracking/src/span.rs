@@ -1,9 +1,9 @@
 //! Spans for the work on a frame: [`FrameSpan`], a `tracing` span exported as an
-//! OpenTelemetry span by `telemetry`'s span layer, with `frame.id` and `camera.id` set, parented on the frame's
-//! [`TraceContext`] when it has a valid one.
+//! OpenTelemetry span by `telemetry`'s span layer, with `frame.id` and `camera.id` set,
+//! parented on the frame's [`TraceContext`] when it has a valid one.
 //!
-//! Without that layer installed (telemetry disabled) a frame span is
-//! an ordinary `tracing` span: events and attributes go nowhere and its
+//! Without that layer installed (telemetry disabled) a frame span is an ordinary
+//! `tracing` span: events and attributes go nowhere and its
 //! [`context`](FrameSpan::context) is invalid, which every carrier ignores.
 //!
 //! ```

@@ -357,10 +357,15 @@ impl Telemetry {
         self.span_layer.clone()
     }
 
+    /// Where the HTTP layer's and the client's spans go: the span layer's pipeline.
+    fn span_pipeline(&self) -> Option<Arc<spans::Pipeline>> {
+        self.span_layer.as_ref().map(|layer| layer.pipeline.clone())
+    }
+
     /// The layer that instruments an axum router (add it with `Router::layer`).
     pub fn http_layer(&self) -> http::TelemetryLayer {
         http::TelemetryLayer::new(
-            self.span_layer.as_ref().map(|layer| layer.pipeline.clone()),
+            self.span_pipeline(),
             self.propagator.clone(),
             &self.config.excluded_urls,
             &self.config.capture_request_headers,
@@ -369,10 +374,7 @@ impl Telemetry {
 
     /// The reqwest middleware, for building a client with other middlewares.
     pub fn client_middleware(&self) -> client::ClientTelemetry {
-        client::ClientTelemetry::new(
-            self.span_layer.as_ref().map(|layer| layer.pipeline.clone()),
-            self.propagator.clone(),
-        )
+        client::ClientTelemetry::new(self.span_pipeline(), self.propagator.clone())
     }
 
     /// Wraps a reqwest client so every request is traced, propagated and measured.

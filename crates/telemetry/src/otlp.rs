@@ -397,25 +397,49 @@ impl Drop for SpanBatch {
     }
 }
 
-/// The length of the first `n` fields of `bytes` (each a one-byte key, a varint length
-/// and that many bytes): where a run of queued spans is split.
+/// The length of the first `n` fields of `bytes` (all of it if it holds fewer): where a
+/// run of queued spans is split.
 pub(crate) fn fields_len(bytes: &[u8], n: usize) -> usize {
     let mut pos = 0;
     for _ in 0..n {
-        let mut len = 0_usize;
-        let mut shift = 0;
-        pos += 1;
-        while let Some(&byte) = bytes.get(pos) {
-            pos += 1;
-            len |= usize::from(byte & 0x7f) << shift;
-            shift += 7;
-            if byte < 0x80 {
-                break;
-            }
+        match next_field(bytes, pos) {
+            Some((.., next)) => pos = next.min(bytes.len()),
+            None => return bytes.len(),
         }
-        pos = (pos + len).min(bytes.len());
     }
     pos
+}
+
+/// The field at `pos`: (field number, wire type, start of its body, end of the field).
+pub(crate) fn next_field(buf: &[u8], pos: usize) -> Option<(u64, u64, usize, usize)> {
+    let (tag, pos) = read_varint(buf, pos)?;
+    let (field, wire) = (tag >> 3, tag & 7);
+    match wire {
+        0 => {
+            let (_, next) = read_varint(buf, pos)?;
+            Some((field, wire, pos, next))
+        }
+        1 => Some((field, wire, pos, pos + 8)),
+        2 => {
+            let (len, body) = read_varint(buf, pos)?;
+            Some((field, wire, body, body + len as usize))
+        }
+        5 => Some((field, wire, pos, pos + 4)),
+        _ => None,
+    }
+}
+
+fn read_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(pos)?;
+        pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((value, pos));
+        }
+    }
+    None
 }
 
 /// What the gRPC codec writes: the resource and a batch, straight into tonic's buffer.

@@ -179,15 +179,6 @@ impl<R: AsRef<str>> RequestRoute<R> {
             Self::Other(route) => Cow::Owned(span_name(verb, route.as_ref())),
         }
     }
-
-    /// The `http.route` attribute value.
-    fn route_value(&self) -> Option<&str> {
-        match self {
-            Self::Unmatched => None,
-            Self::Kept(entry) => Some(entry.route),
-            Self::Other(route) => Some(route.as_ref()),
-        }
-    }
 }
 
 // The rare paths of a request's span, kept out of line so the usual path stays compact
@@ -314,7 +305,7 @@ impl LayerState {
                         _ => "http",
                     },
                 );
-                if let Some(route) = route.route_value() {
+                if let Some(route) = route.as_str() {
                     put("http.route", route);
                 }
                 put(

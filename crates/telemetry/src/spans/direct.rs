@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{SpanContext, SpanKind, Status};
 use opentelemetry::{Context, KeyValue};
 
 use crate::config::LimitsConfig;
@@ -44,11 +44,7 @@ impl Pipeline {
         start_time: SystemTime,
         attributes: impl FnOnce(&mut SpanRecord, &LimitsConfig),
     ) -> DirectSpan {
-        let parent = {
-            let span = parent.span();
-            let context = span.span_context();
-            context.is_valid().then(|| context.clone())
-        };
+        let parent = super::valid_span_context(parent);
         let context = crate::spans::layer::new_context(self.settings.sampler, parent.as_ref());
         let mut record = (context.is_sampled() && !self.sinks.is_empty()).then(SpanRecord::new);
         if let Some(record) = record.as_mut() {

@@ -141,9 +141,7 @@ impl SpanState {
         if self.started.is_some() {
             return Err(super::SpanError::AlreadyStarted);
         }
-        let span = cx.span();
-        let parent = span.span_context();
-        self.parent = parent.is_valid().then(|| parent.clone());
+        self.parent = super::valid_span_context(cx);
         self.base = cx.clone();
         Ok(())
     }
@@ -385,12 +383,7 @@ impl SpanLayer {
         // No `tracing` parent: the context attached outside `tracing`, e.g. the server
         // span of the HTTP layer while it polls a handler.
         let cx = Context::current();
-        let parent = {
-            let span = cx.span();
-            let parent = span.span_context();
-            parent.is_valid().then(|| parent.clone())
-        };
-        (parent, cx)
+        (super::valid_span_context(&cx), cx)
     }
 }
 

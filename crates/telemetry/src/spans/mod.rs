@@ -157,6 +157,13 @@ pub fn current_context() -> Context {
     with_state(&span, SpanState::context).unwrap_or_else(Context::current)
 }
 
+/// The span context of `cx`'s span if it is valid: the parent a new span continues.
+pub(crate) fn valid_span_context(cx: &Context) -> Option<SpanContext> {
+    let span = cx.span();
+    let context = span.span_context();
+    context.is_valid().then(|| context.clone())
+}
+
 /// The span context of [`current_context`] (invalid when there is none).
 pub fn current_span_context() -> SpanContext {
     current_context().span().span_context().clone()

@@ -12,7 +12,7 @@ use opentelemetry::trace::SpanContext;
 use opentelemetry::{KeyValue, Value};
 
 use crate::config::LimitsConfig;
-use crate::otlp::{self, FIXED64, LEN, SpanHeader, VARINT};
+use crate::otlp::{self, FIXED64, LEN, SpanHeader, VARINT, next_field};
 
 /// `Span.attributes`.
 const ATTRIBUTES: u8 = 9;
@@ -381,42 +381,10 @@ pub(crate) fn truncate(s: &str, limit: Option<usize>) -> &str {
     }
 }
 
-/// The field at `pos`: (field number, wire type, start of its body, end of the field).
-fn next_field(buf: &[u8], pos: usize) -> Option<(u64, u64, usize, usize)> {
-    let (tag, pos) = read_varint(buf, pos)?;
-    let (field, wire) = (tag >> 3, tag & 7);
-    match wire {
-        0 => {
-            let (_, next) = read_varint(buf, pos)?;
-            Some((field, wire, pos, next))
-        }
-        1 => Some((field, wire, pos, pos + 8)),
-        2 => {
-            let (len, body) = read_varint(buf, pos)?;
-            Some((field, wire, body, body + len as usize))
-        }
-        5 => Some((field, wire, pos, pos + 4)),
-        _ => None,
-    }
-}
-
 /// The `key` of an encoded `KeyValue` message (written first by this module).
 fn key_of(key_value: &[u8]) -> Option<&[u8]> {
     let (field, wire, body, next) = next_field(key_value, 0)?;
     (field == 1 && wire == u64::from(LEN)).then(|| key_value.get(body..next))?
-}
-
-fn read_varint(buf: &[u8], mut pos: usize) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(pos)?;
-        pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some((value, pos));
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -484,6 +452,15 @@ mod tests {
         assert!(record.buf.ends_with(b"\x0a\x01h"));
     }
 
+    /// Integers on either side of the varint byte boundaries.
+    const VARINT_BOUNDARIES: [(&str, i64); 5] = [
+        ("z", 0),
+        ("i2", 16_383),
+        ("i3", 16_384),
+        ("i4", 127),
+        ("i5", 128),
+    ];
+
     #[test]
     fn every_value_kind_decodes_with_the_official_proto_types() {
         use opentelemetry::trace::{
@@ -507,13 +484,7 @@ mod tests {
         record.push_attribute(&limits, &long_key, AttributeValue::Str("short"));
         record.push_attribute(&limits, "long", AttributeValue::Str(&long_value));
         record.push_attribute(&limits, &long_key, AttributeValue::I64(5));
-        for (key, value) in [
-            ("z", 0),
-            ("i2", 16_383),
-            ("i3", 16_384),
-            ("i4", 127),
-            ("i5", 128),
-        ] {
+        for (key, value) in VARINT_BOUNDARIES {
             record.push_attribute(&limits, key, AttributeValue::I64(value));
         }
         let array = Value::Array(opentelemetry::Array::I64(vec![1, 2]));
@@ -567,13 +538,7 @@ mod tests {
             ]
         );
         assert_eq!(get("long"), [Some(Proto::StringValue(long_value))]);
-        for (key, value) in [
-            ("z", 0),
-            ("i2", 16_383),
-            ("i3", 16_384),
-            ("i4", 127),
-            ("i5", 128),
-        ] {
+        for (key, value) in VARINT_BOUNDARIES {
             assert_eq!(get(key), [Some(Proto::IntValue(value))], "{key}");
         }
         assert!(matches!(&get("a")[..], [Some(Proto::ArrayValue(a))] if a.values.len() == 2));
