@@ -4,7 +4,8 @@
 //! also the middleware benchmark:
 //!
 //! `cargo xtask bench middleware [--requests N] [--rate R] [--work-requests N]
-//! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--no-pin]` measures the
+//! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--simultaneous] [--no-pin]`
+//! measures the
 //! per-request cost of instrumentation, side by side in one run: the same axum handler (crate
 //! `bench`, binary `bench-server`) under (a) no middleware, (b) the upstream stack a Rust
 //! user assembles today (tower-http `TraceLayer` at INFO + tracing-opentelemetry + OTLP
@@ -29,6 +30,11 @@
 //!   by chunk and by round), so the three modes meet the same moments of this shared,
 //!   noisy machine: only one server is loaded at a time, and a slow minute of the host
 //!   hits all three instead of one mode's run;
+//! - with `--simultaneous`, the ~1 ms scenario sends each chunk to the three servers at the
+//!   same time instead (one `bench-load` each), and they share their CPU: a slow second of
+//!   the host, which moves one chunk's CPU per request by a percent or more, then falls on
+//!   all three alike, which the difference of a few tenths of a percent this scenario is
+//!   about needs; each server's caches also see the others' requests in between its own;
 //! - a chunk's CPU time is its server's CPU time from the end of that server's previous
 //!   chunk (or warm-up) to the end of this one, read from `/proc/<pid>/task/*/schedstat`
 //!   (nanoseconds on CPU, summed over threads), so it includes the exporter's and
@@ -75,6 +81,8 @@ Options:
   --work-chunk N     the same with ~1 ms of handler work (default 500)
   --rounds R         rounds, each with fresh servers; the report takes medians (default 3)
   --connections C    concurrent keep-alive connections of the load generator (default 32)
+  --simultaneous     ~1 ms scenario: send each chunk to the three servers at the same time
+                     (they share their CPU) instead of to one after the other
   --no-pin           do not pin the server and the load generator to separate CPUs";
 
 /// How long a server may take to flush and exit after SIGTERM.
@@ -118,6 +126,8 @@ struct Options {
     rounds: usize,
     connections: u64,
     pin: bool,
+    /// The ~1 ms scenario loads the three servers at the same time.
+    simultaneous: bool,
 }
 
 /// The instrumentation under test.
@@ -347,13 +357,18 @@ fn middleware(args: &[String]) -> anyhow::Result<()> {
     let iterations = calibrate(&binaries, &pinning)?;
     println!(
         "bench middleware: {} round(s); {} requests (+{} warm-up) with no work at {} req/s and at max load, \
-         {} (+{}) with ~1 ms of work ({iterations} iterations) at max load; {} connections; {}",
+         {} (+{}) with ~1 ms of work ({iterations} iterations) at max load{}; {} connections; {}",
         options.rounds,
         options.requests,
         options.warmup,
         options.rate,
         options.work_requests,
         options.work_warmup,
+        if options.simultaneous {
+            ", the three servers at the same time"
+        } else {
+            ""
+        },
         options.connections,
         match (&pinning.server, &pinning.load) {
             (Some(server), Some(load)) =>
@@ -437,11 +452,16 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         rounds: 3,
         connections: 32,
         pin: true,
+        simultaneous: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         if flag == "--no-pin" {
             options.pin = false;
+            continue;
+        }
+        if flag == "--simultaneous" {
+            options.simultaneous = true;
             continue;
         }
         if flag == "-h" || flag == "--help" {
@@ -578,6 +598,20 @@ struct Live {
     chunks: Vec<ChunkResult>,
 }
 
+impl Live {
+    /// Records a chunk's load result with the server's CPU time since its previous chunk.
+    fn measure_chunk(&mut self, setup: &Setup<'_>, load: LoadResult) -> anyhow::Result<()> {
+        let now = cpu_time(self.server.pid, setup.clock_ticks)?;
+        self.chunks.push(ChunkResult {
+            load,
+            cpu_ns: now.sched_ns.saturating_sub(self.last.sched_ns),
+            stat_cpu_ns: now.stat_ns.saturating_sub(self.last.stat_ns),
+        });
+        self.last = now;
+        Ok(())
+    }
+}
+
 /// One chunk of requests sent to one server.
 #[derive(Debug)]
 struct ChunkResult {
@@ -679,20 +713,26 @@ fn run_scenario(
         });
     }
 
+    let simultaneous = options.simultaneous && scenario.work == Work::OneMs;
     for (index, size) in chunk_sizes(requests, chunk).into_iter().enumerate() {
+        if simultaneous {
+            let results = all_at_once(
+                live.iter()
+                    .map(|server| move || load(setup, &server.url, size, scenario.pace)),
+            )
+            .with_context(|| format!("chunk {} of all modes at once", index + 1))?;
+            for (server, measured) in live.iter_mut().zip(results) {
+                server.measure_chunk(setup, measured)?;
+            }
+            continue;
+        }
         for mode in chunk_order(round, index) {
             let Some(server) = live.iter_mut().find(|l| l.mode == mode) else {
                 bail!("no server for mode {}", mode.flag());
             };
             let measured = load(setup, &server.url, size, scenario.pace)
                 .with_context(|| format!("chunk {} of mode {}", index + 1, mode.flag()))?;
-            let now = cpu_time(server.server.pid, setup.clock_ticks)?;
-            server.chunks.push(ChunkResult {
-                load: measured,
-                cpu_ns: now.sched_ns.saturating_sub(server.last.sched_ns),
-                stat_cpu_ns: now.stat_ns.saturating_sub(server.last.stat_ns),
-            });
-            server.last = now;
+            server.measure_chunk(setup, measured)?;
         }
     }
 
@@ -747,6 +787,23 @@ fn run_scenario(
         });
     }
     Ok(samples)
+}
+
+/// Runs `jobs` (the loads of one chunk) on threads of their own, all at the same time, and
+/// returns their results in order, or the first error.
+pub(crate) fn all_at_once<T: Send>(
+    jobs: impl Iterator<Item = impl FnOnce() -> anyhow::Result<T> + Send>,
+) -> anyhow::Result<Vec<T>> {
+    std::thread::scope(|scope| {
+        let running: Vec<_> = jobs.map(|job| scope.spawn(job)).collect();
+        running
+            .into_iter()
+            .map(|job| {
+                job.join()
+                    .unwrap_or_else(|_| bail!("a load thread panicked"))
+            })
+            .collect()
+    })
 }
 
 /// Runs `bench-load` to completion against `url` and parses its result line.
@@ -1464,7 +1521,7 @@ impl Report<'_> {
         let _ = writeln!(
             out,
             "  \"config\": {{\"rounds\": {}, \"requests\": {}, \"rate\": {}, \"work_requests\": {}, \"warmup\": {}, \
-             \"work_warmup\": {}, \"chunk\": {}, \"work_chunk\": {}, \"connections\": {}, \"work_iterations\": {}, \
+             \"work_warmup\": {}, \"chunk\": {}, \"work_chunk\": {}, \"connections\": {}, \"simultaneous\": {}, \"work_iterations\": {}, \
              \"server_cpu\": {}, \"load_cpu\": {}, \"protocol\": \"grpc\", \"load_before\": {}, \"load_after\": {}, \
              \"seconds\": {:.1}}},",
             options.rounds,
@@ -1476,6 +1533,7 @@ impl Report<'_> {
             options.chunk,
             options.work_chunk,
             options.connections,
+            options.simultaneous,
             self.iterations,
             json_option(self.pinning.server.as_deref()),
             json_option(self.pinning.load.as_deref()),

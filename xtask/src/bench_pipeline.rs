@@ -1,5 +1,6 @@
 //! `cargo xtask bench pipeline [--frames N] [--chunk N] [--warmup N] [--rounds R]
-//! [--connections C] [--cameras C] [--format png|rgb24] [--env NAME=VALUE]... [--no-pin]`:
+//! [--connections C] [--cameras C] [--format png|rgb24] [--env NAME=VALUE]... [--simultaneous]
+//! [--no-pin]`:
 //! what telemetry costs the frame processor (issue 5: "< 1 % difference"), side by side in
 //! one run, in two modes:
 //!
@@ -26,7 +27,13 @@
 //! each. Then the chunks go to the two processors alternately: chunk 1 to one, chunk 1 to
 //! the other, chunk 2 in the other order, and so on (closed loop over C keep-alive
 //! connections: maximum load), so both modes meet the same moments of this shared machine.
-//! Only one processor works at a time; both are pinned to the same CPU. A chunk's CPU time
+//! Only one processor works at a time; both are pinned to the same CPU. With
+//! `--simultaneous` both processors get each chunk at the same time instead (one load
+//! generator each) and share their CPU, so that a slow second of the host, which on this
+//! shared machine moves a chunk's CPU per frame by tens of percent, falls on both modes
+//! alike; their caches then also see the other processor's frames, as on a busy node.
+//! Frames/s mean little in that design (the two share one CPU); CPU per frame is what is
+//! compared. A chunk's CPU time
 //! is the processor's CPU time from the end of its previous chunk (or of the warm-up) to
 //! the end of this one, so every CPU second of the measured period is counted, background
 //! threads included (for `on` that counts its sampler and export ticks during the other
@@ -66,8 +73,8 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::bench::{
-    CpuTime, LoadResult, Pinning, clock_ticks_per_second, cpu_time, json_number, loadavg, median,
-    quantile, release_copy, rss_kb, run_load, target_dir, verdict,
+    CpuTime, LoadResult, Pinning, all_at_once, clock_ticks_per_second, cpu_time, json_number,
+    loadavg, median, quantile, release_copy, rss_kb, run_load, target_dir, verdict,
 };
 use crate::demo::metric_sum;
 use crate::process::{Spawned, http_get};
@@ -85,6 +92,8 @@ Options:
   --format F       pixel encoding of the frames: png (as frame-capture sends) or rgb24 (default png)
   --env NAME=VALUE also set this variable for the processor, in both modes (repeatable),
                    e.g. GLIBC_TUNABLES=... or LD_PRELOAD=... to compare allocators
+  --simultaneous   send each chunk to both processors at the same time (they share their CPU)
+                   instead of to one after the other
   --no-pin         do not pin the processors and the load generator to separate CPUs";
 
 /// The issue's target: telemetry on costs less than this much more CPU per frame.
@@ -115,6 +124,8 @@ struct Options {
     /// Extra variables of the processor, both modes.
     env: Vec<(String, String)>,
     pin: bool,
+    /// Both processors get each chunk at the same time.
+    simultaneous: bool,
 }
 
 /// Telemetry off or on.
@@ -350,7 +361,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let load_before = loadavg();
     println!(
         "bench pipeline: {} round(s); {} measured frames per mode and round in chunks of {} \
-         (+{} warm-up), {WIDTH}x{HEIGHT} {} over {} camera(s); {} connections; {}",
+         (+{} warm-up), {WIDTH}x{HEIGHT} {} over {} camera(s); {} connections; {}; {}",
         options.rounds,
         options.frames,
         options.chunk,
@@ -359,6 +370,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         options.cameras,
         options.connections,
         describe_pinning(&setup.pinning),
+        describe_schedule(&options),
     );
     if !options.env.is_empty() {
         println!(
@@ -406,12 +418,17 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         format: "png".to_owned(),
         env: Vec::new(),
         pin: true,
+        simultaneous: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--no-pin" => {
                 options.pin = false;
+                continue;
+            }
+            "--simultaneous" => {
+                options.simultaneous = true;
                 continue;
             }
             "-h" | "--help" => {
@@ -473,6 +490,14 @@ fn env_list(env: &[(String, String)]) -> String {
         .map(|(name, value)| format!("{name}={value}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn describe_schedule(options: &Options) -> &'static str {
+    if options.simultaneous {
+        "each chunk to both modes at the same time"
+    } else {
+        "each chunk to one mode, then the other"
+    }
 }
 
 fn describe_pinning(pinning: &Pinning) -> String {
@@ -617,35 +642,27 @@ fn run_round(
 
     let mut chunks = Vec::new();
     for (index, (bodies, count)) in setup.chunks.iter().enumerate() {
+        if options.simultaneous {
+            // Both processors get the chunk at once and share their CPU: whatever the host
+            // does during the chunk, it does to both.
+            let results = all_at_once(
+                processors
+                    .iter()
+                    .map(|p| p.url.as_str())
+                    .map(|url| move || load(setup, options, url, bodies, *count)),
+            )?;
+            for (processor, result) in processors.iter_mut().zip(results) {
+                chunks.push(measure_chunk(setup, processor, round, index, &result)?);
+            }
+            continue;
+        }
         for mode in Mode::order(round, index) {
             let processor = processors
                 .iter_mut()
                 .find(|p| p.mode == mode)
                 .context("both modes run")?;
             let result = load(setup, options, &processor.url, bodies, *count)?;
-            ensure!(
-                result.errors == 0,
-                "{} of {} requests of chunk {index} to {} failed (see {})",
-                result.errors,
-                result.requests,
-                mode.name(),
-                setup.log_dir.display()
-            );
-            let now = cpu_time(processor.spawned.pid(), setup.clock_ticks)?;
-            chunks.push(Chunk {
-                round,
-                index,
-                mode,
-                frames: result.requests - result.errors,
-                seconds: result.seconds,
-                fps: result.rps,
-                p50_ms: result.p50_us / 1000.0,
-                p99_ms: result.p99_us / 1000.0,
-                cpu_ns: now.stat_ns.saturating_sub(processor.last.stat_ns),
-                live_cpu_ns: now.sched_ns.saturating_sub(processor.last.sched_ns),
-                minor_faults: now.minor_faults.saturating_sub(processor.last.minor_faults),
-            });
-            processor.last = now;
+            chunks.push(measure_chunk(setup, processor, round, index, &result)?);
         }
     }
 
@@ -693,6 +710,41 @@ fn run_round(
         },
         chunks,
     ))
+}
+
+/// Checks a chunk's load result and reads the processor's CPU since its previous chunk.
+fn measure_chunk(
+    setup: &Setup,
+    processor: &mut Processor,
+    round: usize,
+    index: usize,
+    result: &LoadResult,
+) -> anyhow::Result<Chunk> {
+    let mode = processor.mode;
+    ensure!(
+        result.errors == 0,
+        "{} of {} requests of chunk {index} to {} failed (see {})",
+        result.errors,
+        result.requests,
+        mode.name(),
+        setup.log_dir.display()
+    );
+    let now = cpu_time(processor.spawned.pid(), setup.clock_ticks)?;
+    let chunk = Chunk {
+        round,
+        index,
+        mode,
+        frames: result.requests - result.errors,
+        seconds: result.seconds,
+        fps: result.rps,
+        p50_ms: result.p50_us / 1000.0,
+        p99_ms: result.p99_us / 1000.0,
+        cpu_ns: now.stat_ns.saturating_sub(processor.last.stat_ns),
+        live_cpu_ns: now.sched_ns.saturating_sub(processor.last.sched_ns),
+        minor_faults: now.minor_faults.saturating_sub(processor.last.minor_faults),
+    };
+    processor.last = now;
+    Ok(chunk)
 }
 
 /// POSTs each body of `bodies` (`count` of them) once over the run's connections, with a
@@ -896,8 +948,10 @@ impl Report<'_> {
         };
         line(String::new());
         line(format!(
-            "pipeline benchmark: {} round(s) of {} frames per mode; CPU = frame-processor process (all threads) per frame",
-            self.options.rounds, self.options.frames
+            "pipeline benchmark: {} round(s) of {} frames per mode, {}; CPU = frame-processor process (all threads) per frame",
+            self.options.rounds,
+            self.options.frames,
+            describe_schedule(self.options)
         ));
         for mode in [Mode::Off, Mode::On] {
             line(format!("  {:<3} {}", mode.name(), mode.describe()));
@@ -1088,6 +1142,7 @@ impl Report<'_> {
                 "warmup": options.warmup,
                 "connections": options.connections,
                 "cameras": options.cameras,
+                "simultaneous": options.simultaneous,
                 "format": options.format,
                 "width": WIDTH,
                 "height": HEIGHT,
