@@ -154,7 +154,10 @@ impl BatchSpanProcessor {
         config: BatchConfig,
         shutdown_timeout: Duration,
     ) -> Self {
-        let queue = Arc::new(SpanQueue::new(config.max_queue_size));
+        let queue = Arc::new(SpanQueue::new(
+            config.max_queue_size,
+            config.max_export_batch_size,
+        ));
         let (control, control_rx) = mpsc::unbounded_channel();
         let counters = ExportCounters::register();
         let batch_ready = Arc::new(BatchSignal::default());
@@ -415,13 +418,17 @@ pub(crate) fn truncate_str(s: &str, limit: usize) -> &str {
 /// Handing a span over is a copy of its encoded bytes (a few hundred) into the current
 /// run, so the buffer it was recorded in goes straight back to its thread's pool
 /// ([`span_buffer`]); the export task takes whole runs and writes each with one copy. At
-/// most `capacity` spans wait; the run buffers are reused from batch to batch.
+/// most `capacity` spans wait. A run holds at most `run_spans` (the export batch size), so
+/// a full queue is a few batch-sized runs that leave whole, not one run that grows by
+/// doubling and is cut (and its rest moved) for every batch; the run buffers are reused
+/// from batch to batch.
 #[derive(Debug)]
 pub(crate) struct SpanQueue {
     state: Mutex<Queued>,
     /// The number of queued spans, readable without the lock.
     len: AtomicUsize,
     capacity: usize,
+    run_spans: usize,
 }
 
 #[derive(Debug, Default)]
@@ -439,11 +446,13 @@ const SPARE_RUNS: usize = 2;
 const MAX_SPARE_CAPACITY: usize = 512 * 1024;
 
 impl SpanQueue {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A queue of at most `capacity` spans in runs of at most `run_spans`.
+    pub(crate) fn new(capacity: usize, run_spans: usize) -> Self {
         Self {
             state: Mutex::default(),
             len: AtomicUsize::new(0),
             capacity,
+            run_spans: run_spans.max(1),
         }
     }
 
@@ -465,13 +474,14 @@ impl SpanQueue {
             return None;
         }
         let state = &mut *queued;
-        // One run per scope (a process has a few), so that spans of interleaved scopes
+        // One open run per scope (a process has a few), so that spans of interleaved scopes
         // still go out in a few `ScopeSpans`.
         match state
             .runs
             .iter_mut()
             .rev()
             .find(|run| crate::otlp::same_scope(&run.scope, scope))
+            .filter(|run| run.spans < self.run_spans)
         {
             Some(run) => {
                 run.bytes.extend_from_slice(span);
@@ -741,7 +751,7 @@ mod tests {
     fn the_queue_keeps_order_groups_scopes_and_splits_runs() {
         let a = InstrumentationScope::builder("a").build();
         let b = InstrumentationScope::builder("b").build();
-        let queue = SpanQueue::new(5);
+        let queue = SpanQueue::new(5, 5);
         let spans: Vec<Vec<u8>> = (0..6_u8)
             .map(|i| field(&vec![i; 200 + usize::from(i)]))
             .collect();
@@ -782,12 +792,40 @@ mod tests {
     }
 
     #[test]
+    fn runs_hold_at_most_a_batch_and_leave_whole() {
+        let a = InstrumentationScope::builder("a").build();
+        let b = InstrumentationScope::builder("b").build();
+        let queue = SpanQueue::new(100, 2);
+        let spans: Vec<Vec<u8>> = (0..6_u8).map(|i| field(&[i; 30])).collect();
+        for (i, span) in spans.iter().enumerate() {
+            // a a b a a a: `a` fills a run of two, then opens the next.
+            let scope = if i == 2 { &b } else { &a };
+            assert_eq!(queue.push(scope, span), Some(i + 1));
+        }
+        let shape = |runs: &[ScopeRun]| -> Vec<(String, usize)> {
+            runs.iter()
+                .map(|r| (r.scope.name().to_owned(), r.spans))
+                .collect()
+        };
+        let batch = queue.take(2);
+        assert_eq!(shape(&batch), [("a".to_owned(), 2)]);
+        assert_eq!(batch[0].bytes, [&spans[0][..], &spans[1][..]].concat());
+        let batch = queue.take(3);
+        assert_eq!(shape(&batch), [("b".to_owned(), 1), ("a".to_owned(), 2)]);
+        assert_eq!(batch[1].bytes, [&spans[3][..], &spans[4][..]].concat());
+        let batch = queue.take(2);
+        assert_eq!(shape(&batch), [("a".to_owned(), 1)]);
+        assert_eq!(batch[0].bytes, spans[5]);
+        assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
     fn spans_pushed_from_many_threads_while_batches_are_taken_arrive_whole() {
         let scopes = [
             InstrumentationScope::builder("a").build(),
             InstrumentationScope::builder("b").build(),
         ];
-        let queue = SpanQueue::new(10_000);
+        let queue = SpanQueue::new(10_000, 512);
         let (threads, per_thread) = (4_usize, 1_000_usize);
         let mut taken = Vec::new();
         std::thread::scope(|s| {

@@ -1063,7 +1063,7 @@ mod tests {
     /// A request made the way the exporter makes it: each span encoded, queued, and
     /// taken from the queue as one batch.
     fn request(resource: &Resource, spans: Vec<SpanData>) -> Vec<u8> {
-        let queue = crate::export::SpanQueue::new(spans.len());
+        let queue = crate::export::SpanQueue::new(spans.len(), spans.len());
         let mut buf = vec![0xff; 7];
         for span in &spans {
             buf.clear();
