@@ -11,6 +11,9 @@ use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{Context, InstrumentationScope};
+use rand::distr::{Distribution, StandardUniform};
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng as _};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
@@ -182,12 +185,28 @@ pub(crate) fn new_context(sampler: SamplerConfig, parent: Option<&SpanContext>) 
     )
 }
 
+thread_local! {
+    /// This thread's id generator: ids must be unique, not unpredictable, so a small fast
+    /// generator seeded from the OS serves (as in the SDK's `RandomIdGenerator`), instead
+    /// of the cryptographic thread RNG behind `rand::random`.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_os_rng());
+}
+
+/// A random value from this thread's id generator (the thread RNG while the thread exits).
+fn random_id<T>() -> T
+where
+    StandardUniform: Distribution<T>,
+{
+    IDS.try_with(|ids| ids.borrow_mut().random())
+        .unwrap_or_else(|_| rand::random())
+}
+
 fn new_trace_id() -> TraceId {
-    TraceId::from(rand::random::<u128>().max(1))
+    TraceId::from(random_id::<u128>().max(1))
 }
 
 fn new_span_id() -> SpanId {
-    SpanId::from(rand::random::<u64>().max(1))
+    SpanId::from(random_id::<u64>().max(1))
 }
 
 thread_local! {
