@@ -5,12 +5,12 @@
 //!
 //! `cargo xtask bench middleware [--requests N] [--rate R] [--work-requests N]
 //! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--simultaneous] [--no-pin]`
-//! measures the
-//! per-request cost of instrumentation, side by side in one run: the same axum handler (crate
-//! `bench`, binary `bench-server`) under (a) no middleware, (b) the upstream stack a Rust
-//! user assembles today (tower-http `TraceLayer` at INFO + tracing-opentelemetry + OTLP
-//! batch export + axum-prometheus) and (c) Pathlight's `telemetry` layer (100 % sampling,
-//! OTLP to a local receiver, Prometheus metrics), in three scenarios:
+//! measures the per-request cost of instrumentation, side by side in one run: the same axum
+//! handler (crate `bench`, binary `bench-server`) under (a) no middleware, (b) the upstream
+//! stack a Rust user assembles today (tower-http `TraceLayer` at INFO +
+//! tracing-opentelemetry + OTLP batch export + axum-prometheus) and (c) Pathlight's
+//! `telemetry` layer (100 % sampling, OTLP to a local receiver, Prometheus metrics), in
+//! three scenarios:
 //! - no handler work at a fixed offered rate (`--rate`, default 20 000 req/s), below what
 //!   every mode sustains, so every mode exports every span and CPU per request compares
 //!   equal work;

@@ -33,15 +33,15 @@
 //! shared machine moves a chunk's CPU per frame by tens of percent, falls on both modes
 //! alike; their caches then also see the other processor's frames, as on a busy node.
 //! Frames/s mean little in that design (the two share one CPU); CPU per frame is what is
-//! compared. A chunk's CPU time
-//! is the processor's CPU time from the end of its previous chunk (or of the warm-up) to
-//! the end of this one, so every CPU second of the measured period is counted, background
-//! threads included (for `on` that counts its sampler and export ticks during the other
-//! processor's chunks too, which overstates it a little).
+//! compared. A chunk's CPU time is the processor's CPU time from the end of its previous
+//! chunk (or of the warm-up) to the end of this one, so every CPU second of the measured
+//! period is counted, background threads included (for `on` that counts its sampler and
+//! export ticks during the other processor's chunks too, which overstates it a little).
 //!
 //! CPU time comes from `/proc/<pid>/stat` (utime + stime of the whole process, clock ticks:
-//! a round spans hundreds of ticks per mode), because the processor starts a thread per
-//! detection stage per frame and `stat` keeps the time of exited threads; the nanosecond
+//! a round spans hundreds of ticks per mode), because threads come and go (each frame runs
+//! on Tokio's blocking pool, which starts and retires threads) and `stat` keeps the time
+//! of exited threads; the nanosecond
 //! sum over `/proc/<pid>/task/*/schedstat` that `bench middleware` uses sees only the
 //! threads alive at the time, and is reported as "live threads". Minor page faults per
 //! frame (`stat` too) are reported because that is where the difference between the modes
