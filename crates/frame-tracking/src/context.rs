@@ -1,29 +1,10 @@
 //! W3C Trace Context (`traceparent` and `tracestate`) on top of the OpenTelemetry API's
-//! [`SpanContext`], with a parser that follows the specification rule by rule.
+//! [`SpanContext`], with a parser that follows the specification rule by rule, and the
+//! metadata-map form that carriers store.
 //!
-//! The parser implements [Trace Context Level 2] (which accepts everything Level 1 does):
-//!
-//! - `traceparent` is `version-traceid-parentid-flags` in lowercase hex. Version `ff` is
-//!   invalid. Version `00` must be exactly 55 characters. A higher version is parsed by the
-//!   `00` layout from its first 55 characters, which must be followed by `-` or the end.
-//!   An all-zero trace id or span id is invalid. Optional whitespace around the whole value
-//!   (spaces and tabs, as HTTP allows around a field value) is ignored; anything else
-//!   outside the layout is an error.
-//! - Only the flags Level 2 defines (`sampled` 0x01, `random` 0x02) are kept; the others are
-//!   reserved and vendors must not propagate them set.
-//! - `tracestate` is a comma-separated list of `key=value` members with optional spaces and
-//!   tabs around members; empty members are skipped; several header values are combined in
-//!   order as if joined by commas. Keys are a simple key (`lcalpha` then up to 255 of
-//!   `[a-z0-9_*/-]`) or a multi-tenant key (`tenant@system`, tenant up to 241 characters
-//!   starting with `[a-z0-9]`, system up to 14 starting with `lcalpha`). Values are 1 to 256
-//!   printable ASCII characters except `,` and `=`, not ending in a space.
-//! - A `tracestate` with more than 32 members, a duplicate key or any invalid member is
-//!   invalid as a whole and dropped: the specification defines the list as at most 32
-//!   members, and a vendor that cannot parse `tracestate` must not use any of it. This crate
-//!   never truncates a received list.
-//! - When `traceparent` is invalid, `tracestate` is dropped with it.
-//!
-//! [Trace Context Level 2]: https://www.w3.org/TR/trace-context-2/
+//! Parsing and formatting are the telemetry crate's ([`telemetry::w3c`], whose
+//! documentation lists the rules), so a context reads the same from a queue message as
+//! from an HTTP request.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -31,6 +12,7 @@ use std::fmt;
 use opentelemetry::Context;
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use telemetry::w3c::{ContextError, MAX_TRACESTATE_MEMBERS, parse_tracestate};
 
 /// The metadata-map key of the trace id (32 lowercase hex digits), for humans and queries.
 pub const TRACE_ID_KEY: &str = "trace_id";
@@ -40,9 +22,6 @@ pub const SPAN_ID_KEY: &str = "span_id";
 pub const TRACEPARENT_KEY: &str = "traceparent";
 /// The metadata-map key (and HTTP header name) of the `tracestate` value.
 pub const TRACESTATE_KEY: &str = "tracestate";
-
-/// The most list members a `tracestate` may have.
-pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 
 /// A W3C trace context: the [`SpanContext`] (trace id, span id, flags and trace state) that
 /// links a frame's work across services and queues.
@@ -69,96 +48,6 @@ pub const MAX_TRACESTATE_MEMBERS: usize = 32;
 pub struct TraceContext {
     span_context: SpanContext,
 }
-
-/// Why a `traceparent` or `tracestate` value was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ContextError {
-    /// No `traceparent` was present.
-    #[error("traceparent is missing")]
-    MissingTraceparent,
-    /// More than one `traceparent` value was present.
-    #[error("traceparent appears {count} times, expected once")]
-    DuplicateTraceparent {
-        /// How many values were present.
-        count: usize,
-    },
-    /// The `traceparent` is shorter than the 55 characters of the version `00` layout.
-    #[error("traceparent is {len} bytes long, at least 55 are required")]
-    TraceparentTooShort {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// A version `00` `traceparent` is not exactly 55 characters.
-    #[error("traceparent version 00 is {len} bytes long, exactly 55 are required")]
-    TraceparentWrongLength {
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// The version is not two lowercase hex digits.
-    #[error("traceparent version is not two lowercase hex digits")]
-    InvalidVersion,
-    /// The version is `ff`, which the specification forbids.
-    #[error("traceparent version ff is forbidden")]
-    ForbiddenVersion,
-    /// A `-` separator is missing where the layout requires one.
-    #[error("traceparent has no '-' at byte {position}")]
-    MissingDelimiter {
-        /// The byte offset where `-` was expected.
-        position: usize,
-    },
-    /// A field is not lowercase hex of the right length.
-    #[error("traceparent {field} is not {digits} lowercase hex digits")]
-    InvalidHex {
-        /// The field (`trace id`, `span id` or `flags`).
-        field: &'static str,
-        /// How many digits it must have.
-        digits: usize,
-    },
-    /// The trace id is all zeros.
-    #[error("traceparent trace id is all zeros")]
-    ZeroTraceId,
-    /// The span id is all zeros.
-    #[error("traceparent span id is all zeros")]
-    ZeroSpanId,
-    /// A higher-version `traceparent` has data after the 55 characters not separated by `-`.
-    #[error("traceparent has data after byte 55 not separated by '-'")]
-    TrailingData,
-    /// The `tracestate` has more than 32 members.
-    #[error("tracestate has {count} list members, at most 32 are allowed")]
-    TooManyTracestateMembers {
-        /// How many non-empty members it has.
-        count: usize,
-    },
-    /// A `tracestate` member has no `=`.
-    #[error("tracestate member {index} has no '='")]
-    TracestateMemberWithoutEquals {
-        /// The zero-based index among non-empty members.
-        index: usize,
-    },
-    /// A `tracestate` key breaks the key grammar.
-    #[error("tracestate member {index} has an invalid key")]
-    InvalidTracestateKey {
-        /// The zero-based index among non-empty members.
-        index: usize,
-    },
-    /// A `tracestate` value breaks the value grammar.
-    #[error("tracestate member {index} has an invalid value")]
-    InvalidTracestateValue {
-        /// The zero-based index among non-empty members.
-        index: usize,
-    },
-    /// Two `tracestate` members have the same key.
-    #[error("tracestate member {index} repeats an earlier key")]
-    DuplicateTracestateKey {
-        /// The zero-based index of the repeat among non-empty members.
-        index: usize,
-    },
-}
-
-/// The flags Trace Context Level 2 defines: `sampled` and `random`.
-const KNOWN_FLAGS: u8 = 0x03;
-const TRACEPARENT_LEN: usize = 55;
 
 impl TraceContext {
     /// Wraps a span context.
@@ -222,21 +111,8 @@ impl TraceContext {
     /// assert_eq!(TraceContext::default().to_traceparent(), None);
     /// ```
     pub fn to_traceparent(&self) -> Option<String> {
-        // Hex by hand into one allocation: this runs for every message sent, and
-        // `format!` through the ids' `Display` costs several times as much.
-        self.is_valid().then(|| {
-            let mut traceparent = String::with_capacity(TRACEPARENT_LEN);
-            traceparent.push_str("00-");
-            push_hex(&mut traceparent, &self.trace_id().to_bytes());
-            traceparent.push('-');
-            push_hex(&mut traceparent, &self.span_id().to_bytes());
-            traceparent.push('-');
-            push_hex(
-                &mut traceparent,
-                &[self.trace_flags().to_u8() & KNOWN_FLAGS],
-            );
-            traceparent
-        })
+        self.is_valid()
+            .then(|| telemetry::w3c::traceparent_string(&self.span_context))
     }
 
     /// The `tracestate` value, or `None` when the trace state is empty or the context is
@@ -257,14 +133,7 @@ impl TraceContext {
     /// assert_eq!(err, Err(ContextError::ForbiddenVersion));
     /// ```
     pub fn from_traceparent(traceparent: &str) -> Result<TraceContext, ContextError> {
-        let (trace_id, span_id, flags) = parse_traceparent(traceparent)?;
-        Ok(TraceContext::new(SpanContext::new(
-            trace_id,
-            span_id,
-            flags,
-            true,
-            TraceState::NONE,
-        )))
+        TraceContext::from_headers(traceparent, &[])
     }
 
     /// Parses a `traceparent` value and the `tracestate` values received with it, in order.
@@ -290,19 +159,7 @@ impl TraceContext {
         traceparent: &str,
         tracestate: &[&str],
     ) -> Result<TraceContext, ContextError> {
-        let (trace_id, span_id, flags) = parse_traceparent(traceparent)?;
-        let trace_state = if tracestate.is_empty() {
-            TraceState::NONE
-        } else {
-            parse_tracestate(tracestate).unwrap_or_default()
-        };
-        Ok(TraceContext::new(SpanContext::new(
-            trace_id,
-            span_id,
-            flags,
-            true,
-            trace_state,
-        )))
+        telemetry::w3c::span_context(traceparent, tracestate).map(TraceContext::new)
     }
 
     /// The metadata-map form: `trace_id`, `span_id`, `traceparent` and, when not empty,
@@ -456,158 +313,6 @@ impl<'de> Deserialize<'de> for TraceContext {
         let map = HashMap::<String, String>::deserialize(deserializer)?;
         Ok(TraceContext::from_metadata_map(&map).unwrap_or_default())
     }
-}
-
-/// Parses a `traceparent` value into its ids and the known flags.
-fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), ContextError> {
-    let bytes = value.trim_matches([' ', '\t']).as_bytes();
-    if bytes.len() < TRACEPARENT_LEN {
-        return Err(ContextError::TraceparentTooShort { len: bytes.len() });
-    }
-    let version = parse_hex(&bytes[0..2]).ok_or(ContextError::InvalidVersion)?;
-    if version == 0xff {
-        return Err(ContextError::ForbiddenVersion);
-    }
-    if version == 0 && bytes.len() != TRACEPARENT_LEN {
-        return Err(ContextError::TraceparentWrongLength { len: bytes.len() });
-    }
-    for position in [2, 35, 52] {
-        if bytes[position] != b'-' {
-            return Err(ContextError::MissingDelimiter { position });
-        }
-    }
-    let trace_id = parse_hex(&bytes[3..35]).ok_or(ContextError::InvalidHex {
-        field: "trace id",
-        digits: 32,
-    })?;
-    let span_id = parse_hex(&bytes[36..52]).ok_or(ContextError::InvalidHex {
-        field: "span id",
-        digits: 16,
-    })?;
-    let flags = parse_hex(&bytes[53..55]).ok_or(ContextError::InvalidHex {
-        field: "flags",
-        digits: 2,
-    })?;
-    if bytes.len() > TRACEPARENT_LEN && bytes[TRACEPARENT_LEN] != b'-' {
-        return Err(ContextError::TrailingData);
-    }
-    if trace_id == 0 {
-        return Err(ContextError::ZeroTraceId);
-    }
-    if span_id == 0 {
-        return Err(ContextError::ZeroSpanId);
-    }
-    // The slices are 32, 16 and 2 hex digits, so the values fit their types.
-    Ok((
-        TraceId::from(trace_id),
-        SpanId::from(span_id as u64),
-        TraceFlags::new(flags as u8 & KNOWN_FLAGS),
-    ))
-}
-
-/// Appends `bytes` as lowercase hex.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-}
-
-/// Lowercase hex digits (at most 32) to a number; `None` for any other byte.
-fn parse_hex(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0u128, |acc, &digit| {
-        let value = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u128::from(value))
-    })
-}
-
-/// Parses `tracestate` values received in order (as if joined by commas) by the rules in the
-/// [module documentation](self).
-///
-/// ```
-/// use frame_tracking::{ContextError, context::parse_tracestate};
-///
-/// let state = parse_tracestate(&["a=1, ,b@vendor=2 "])?;
-/// assert_eq!(state.header(), "a=1,b@vendor=2");
-/// assert_eq!(
-///     parse_tracestate(&["a=1,a=2"]),
-///     Err(ContextError::DuplicateTracestateKey { index: 1 }),
-/// );
-/// # Ok::<(), ContextError>(())
-/// ```
-pub fn parse_tracestate(values: &[&str]) -> Result<TraceState, ContextError> {
-    let mut members: Vec<(&str, &str)> = Vec::new();
-    let list_members = values
-        .iter()
-        .flat_map(|value| value.split(','))
-        .map(|member| member.trim_matches([' ', '\t']))
-        .filter(|member| !member.is_empty());
-    for (index, member) in list_members.enumerate() {
-        if index == MAX_TRACESTATE_MEMBERS {
-            let count = values
-                .iter()
-                .flat_map(|value| value.split(','))
-                .filter(|member| !member.trim_matches([' ', '\t']).is_empty())
-                .count();
-            return Err(ContextError::TooManyTracestateMembers { count });
-        }
-        let (key, value) = member
-            .split_once('=')
-            .ok_or(ContextError::TracestateMemberWithoutEquals { index })?;
-        if !is_valid_tracestate_key(key) {
-            return Err(ContextError::InvalidTracestateKey { index });
-        }
-        if !is_valid_tracestate_value(value) {
-            return Err(ContextError::InvalidTracestateValue { index });
-        }
-        if members.iter().any(|&(seen, _)| seen == key) {
-            return Err(ContextError::DuplicateTracestateKey { index });
-        }
-        members.push((key, value));
-    }
-    // Every member passed the stricter checks above, which the API's own validation accepts.
-    TraceState::from_key_value(members).map_err(|_| ContextError::InvalidTracestateKey { index: 0 })
-}
-
-/// `[a-z0-9_*/-]`, the characters allowed after the first of a key part.
-fn is_key_char(byte: u8) -> bool {
-    byte.is_ascii_lowercase() || byte.is_ascii_digit() || matches!(byte, b'_' | b'-' | b'*' | b'/')
-}
-
-/// The `key` rule: a simple key, or `tenant@system`.
-fn is_valid_tracestate_key(key: &str) -> bool {
-    let bytes = key.as_bytes();
-    match key.split_once('@') {
-        None => {
-            (1..=256).contains(&bytes.len())
-                && bytes[0].is_ascii_lowercase()
-                && bytes[1..].iter().all(|&b| is_key_char(b))
-        }
-        Some((tenant, system)) => {
-            let (tenant, system) = (tenant.as_bytes(), system.as_bytes());
-            (1..=241).contains(&tenant.len())
-                && (tenant[0].is_ascii_lowercase() || tenant[0].is_ascii_digit())
-                && tenant[1..].iter().all(|&b| is_key_char(b))
-                && (1..=14).contains(&system.len())
-                && system[0].is_ascii_lowercase()
-                && system[1..].iter().all(|&b| is_key_char(b))
-        }
-    }
-}
-
-/// The `value` rule: 1 to 256 of 0x20..=0x7E except `,` and `=`, not ending in a space.
-fn is_valid_tracestate_value(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    (1..=256).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
-        && bytes.last() != Some(&b' ')
 }
 
 #[cfg(test)]
@@ -848,88 +553,6 @@ mod tests {
         // Empty members do not count towards the limit.
         let with_empty = format!("{},,, ,", members(32));
         assert!(parse_tracestate(&[&with_empty]).is_ok());
-    }
-
-    #[test]
-    fn tracestate_keys_follow_the_key_grammar() {
-        let valid = [
-            "a",
-            "foo",
-            "foo_bar-baz*qux/1",
-            &"a".repeat(256),
-            "tenant@system",
-            "0tenant@s",
-            &format!("{}@{}", "t".repeat(241), "s".repeat(14)),
-            "t@s0_-*/",
-        ];
-        for key in valid {
-            assert!(is_valid_tracestate_key(key), "{key}");
-        }
-        let invalid = [
-            "",
-            "1abc",
-            "_abc",
-            "Abc",
-            "abC",
-            "a b",
-            "a.b",
-            &"a".repeat(257),
-            "@system",
-            "tenant@",
-            "tenant@0sys",
-            "_tenant@sys",
-            "a@b@c",
-            &format!("{}@s", "t".repeat(242)),
-            &format!("t@{}", "s".repeat(15)),
-            "é",
-        ];
-        for key in invalid {
-            assert!(!is_valid_tracestate_key(key), "{key}");
-        }
-        assert_eq!(
-            parse_tracestate(&["a=1,B=2"]),
-            Err(ContextError::InvalidTracestateKey { index: 1 })
-        );
-    }
-
-    #[test]
-    fn tracestate_values_follow_the_value_grammar() {
-        let valid = [
-            "1",
-            "t61rcWkgMzE",
-            "a b",
-            " leading",
-            "!~\"#",
-            &"v".repeat(256),
-        ];
-        for value in valid {
-            assert!(is_valid_tracestate_value(value), "{value:?}");
-        }
-        let invalid = [
-            "",
-            "trailing ",
-            "a,b",
-            "a=b",
-            "tab\t",
-            "\u{7f}",
-            "é",
-            &"v".repeat(257),
-        ];
-        for value in invalid {
-            assert!(!is_valid_tracestate_value(value), "{value:?}");
-        }
-        assert_eq!(
-            parse_tracestate(&["a=1=2"]),
-            Err(ContextError::InvalidTracestateValue { index: 0 })
-        );
-        assert_eq!(
-            parse_tracestate(&["a="]),
-            Err(ContextError::InvalidTracestateValue { index: 0 })
-        );
-        assert_eq!(
-            parse_tracestate(&["a=1,b"]),
-            Err(ContextError::TracestateMemberWithoutEquals { index: 1 })
-        );
     }
 
     #[test]

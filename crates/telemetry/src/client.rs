@@ -15,7 +15,6 @@ use std::time::{Instant, SystemTime};
 use http::Extensions;
 use opentelemetry::KeyValue;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use reqwest_middleware::{Middleware, Next};
@@ -62,7 +61,7 @@ pub struct ClientTelemetry {
 #[derive(Debug)]
 struct ClientState {
     spans: Option<Arc<Pipeline>>,
-    propagator: Arc<TextMapCompositePropagator>,
+    propagator: Arc<crate::w3c::Propagator>,
     peer: PeerLabel,
     durations: HistogramCache,
 }
@@ -70,7 +69,7 @@ struct ClientState {
 impl ClientTelemetry {
     pub(crate) fn new(
         spans: Option<Arc<Pipeline>>,
-        propagator: Arc<TextMapCompositePropagator>,
+        propagator: Arc<crate::w3c::Propagator>,
     ) -> Self {
         Self {
             inner: Arc::new(ClientState {

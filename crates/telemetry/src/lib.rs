@@ -36,11 +36,11 @@ mod otlp;
 pub mod resource;
 pub mod spans;
 pub mod traces;
+pub mod w3c;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -160,7 +160,7 @@ pub struct Telemetry {
     service: ResolvedService,
     tracer: Option<SdkTracer>,
     span_layer: Option<spans::SpanLayer>,
-    propagator: Arc<TextMapCompositePropagator>,
+    propagator: Arc<w3c::Propagator>,
     metrics: MetricsHandle,
     providers: Option<Providers>,
 }
@@ -183,7 +183,7 @@ impl Telemetry {
     ) -> Result<Self, InitError> {
         let resolved = resource::resolve_service(&service, &config);
         let install = globals == Globals::Install;
-        let propagator = Arc::new(traces::propagator(config.propagators));
+        let propagator = Arc::new(w3c::Propagator::new(config.propagators));
 
         if config.sdk_disabled {
             if install {
@@ -305,7 +305,9 @@ impl Telemetry {
         if install {
             install_subscriber(&config, Some(span_layer.clone()), logger.as_ref())?;
             opentelemetry::global::set_tracer_provider(tracer_provider.clone());
-            opentelemetry::global::set_text_map_propagator(traces::propagator(config.propagators));
+            opentelemetry::global::set_text_map_propagator(w3c::Propagator::new(
+                config.propagators,
+            ));
         }
 
         tracing::info!(
@@ -464,7 +466,13 @@ impl Telemetry {
         }
         drop(providers.sampler.take());
         if let Some(mut runtime) = providers.runtime.take() {
-            runtime.stop(deadline.saturating_duration_since(Instant::now()));
+            if result.is_ok() {
+                runtime.stop(deadline.saturating_duration_since(Instant::now()));
+            } else {
+                // A provider that failed or ran out of time may still be exporting on a
+                // thread of its own, polling futures on this runtime.
+                runtime.detach();
+            }
         }
         result
     }

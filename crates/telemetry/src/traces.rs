@@ -1,21 +1,16 @@
-//! Tracer provider: sampler, span limits, propagators and the span exporters chosen by
+//! Tracer provider: sampler, span limits and the span exporters chosen by
 //! `OTEL_TRACES_EXPORTER`, plus the OTLP exporter builders shared by every signal.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, TraceId};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanLimits};
 
 use crate::InitError;
-use crate::config::{
-    Compression, OtlpConfig, PropagatorsConfig, SamplerConfig, TelemetryConfig, TracesExporter,
-};
+use crate::config::{Compression, OtlpConfig, SamplerConfig, TelemetryConfig, TracesExporter};
 use crate::export::{BatchSpanProcessor, SinkProcessor, SpanSinks};
 use crate::otlp::OtlpSpanExporter;
 
@@ -67,18 +62,6 @@ fn ratio_admits(ratio: f64, trace_id: TraceId) -> bool {
         bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15],
     ]);
     (low >> 1) < bound
-}
-
-/// Builds the propagator `OTEL_PROPAGATORS` asks for (possibly one that does nothing).
-pub fn propagator(config: PropagatorsConfig) -> TextMapCompositePropagator {
-    let mut propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
-    if config.tracecontext {
-        propagators.push(Box::new(TraceContextPropagator::new()));
-    }
-    if config.baggage {
-        propagators.push(Box::new(BaggagePropagator::new()));
-    }
-    TextMapCompositePropagator::new(propagators)
 }
 
 /// Builds the span sinks `OTEL_TRACES_EXPORTER` asks for and the tracer provider that

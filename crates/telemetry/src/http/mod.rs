@@ -254,50 +254,15 @@ pub(crate) const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 /// The response header with the trace id alone.
 pub(crate) const X_TRACE_ID: HeaderName = HeaderName::from_static("x-trace-id");
 
-/// Length of a version-00 W3C `traceparent`: `00-{32 hex}-{16 hex}-{2 hex}`.
-pub(crate) const TRACEPARENT_LEN: usize = 55;
-
-/// Formats a W3C `traceparent` for a span context (hex by hand: this runs per request).
-pub(crate) fn traceparent(
-    span_context: &opentelemetry::trace::SpanContext,
-) -> [u8; TRACEPARENT_LEN] {
-    let mut out = [b'-'; TRACEPARENT_LEN];
-    out[0] = b'0';
-    out[1] = b'0';
-    write_hex(&mut out[3..35], &span_context.trace_id().to_bytes());
-    write_hex(&mut out[36..52], &span_context.span_id().to_bytes());
-    write_hex(&mut out[53..55], &[span_context.trace_flags().to_u8()]);
-    out
-}
-
 /// The `traceparent` and `x-trace-id` response header values of a span context. Both
 /// share one allocation: the trace id is bytes 3..35 of the traceparent.
 pub(crate) fn trace_response_headers(
     span_context: &opentelemetry::trace::SpanContext,
 ) -> Option<(HeaderValue, HeaderValue)> {
-    let bytes = bytes::Bytes::from_owner(traceparent(span_context));
+    let bytes = bytes::Bytes::from_owner(crate::w3c::format_traceparent(span_context));
     let trace_id = HeaderValue::from_maybe_shared(bytes.slice(3..35)).ok()?;
     let traceparent = HeaderValue::from_maybe_shared(bytes).ok()?;
     Some((traceparent, trace_id))
-}
-
-/// The two lowercase hex digits of every byte value.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    let digits = b"0123456789abcdef";
-    let mut pairs = [[0; 2]; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        pairs[byte] = [digits[byte >> 4], digits[byte & 0xf]];
-        byte += 1;
-    }
-    pairs
-};
-
-/// Lowercase hex of `bytes` written to `out`, which is twice as long.
-pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
-    }
 }
 
 /// Paths the layer neither traces nor measures: exact, or a prefix when ending in `*`.
@@ -339,10 +304,6 @@ mod tests {
             TraceFlags::SAMPLED,
             false,
             TraceState::default(),
-        );
-        assert_eq!(
-            &traceparent(&context),
-            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         );
         let (traceparent, trace_id) = trace_response_headers(&context).unwrap();
         assert_eq!(
