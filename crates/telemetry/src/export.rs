@@ -71,6 +71,18 @@ impl ExportRuntime {
             join_within(thread, timeout);
         }
     }
+
+    /// Leaves the runtime running, detached, for the rest of the process: for when an
+    /// exporter may still be in flight. Its future may be polled by an SDK thread (the
+    /// logs and metrics processors block on their exports) and would panic there if the
+    /// runtime's timers shut down under it.
+    pub(crate) fn detach(mut self) {
+        if let Some(stop) = self.stop.take() {
+            // Dropping the sender would wake the runtime's thread and shut it down.
+            std::mem::forget(stop);
+        }
+        drop(self.thread.take());
+    }
 }
 
 impl Drop for ExportRuntime {
@@ -555,6 +567,11 @@ impl SpanQueue {
 const POOLED_BUFFERS: usize = 16;
 const MAX_POOLED_CAPACITY: usize = 2 * 1024;
 
+/// The capacity of a fresh span buffer: a usual span fits, where growing from empty would
+/// take six reallocations. Threads that start more spans than they end (a span started on
+/// one thread and ended on another gives its buffer to the other) take fresh ones often.
+const FRESH_SPAN_CAPACITY: usize = 512;
+
 thread_local! {
     /// This thread's spare span buffers: a span is recorded into one while it runs, and
     /// the buffer comes back when it has been handed over (or dropped).
@@ -567,7 +584,7 @@ pub(crate) fn span_buffer() -> Vec<u8> {
         .try_with(|pool| pool.borrow_mut().pop())
         .ok()
         .flatten()
-        .unwrap_or_default()
+        .unwrap_or_else(|| Vec::with_capacity(FRESH_SPAN_CAPACITY))
 }
 
 /// Gives a span buffer back to this thread's pool (emptied), or frees it.
@@ -877,9 +894,9 @@ mod tests {
         let again = span_buffer();
         assert!(again.is_empty());
         assert_eq!(again.as_ptr(), pointer);
-        // Too large to keep.
+        // Too large to keep: the next one is fresh, with room for a usual span.
         recycle_span_buffer(Vec::with_capacity(MAX_POOLED_CAPACITY + 1));
-        assert_eq!(span_buffer().capacity(), 0);
+        assert_eq!(span_buffer().capacity(), FRESH_SPAN_CAPACITY);
     }
 
     #[test]
