@@ -91,8 +91,8 @@ impl Camera {
         let span = tracing::info_span!(
             parent: None,
             "capture",
-            frame.id = %frame_id,
-            camera.id = %self.camera_id,
+            frame.id = frame_id.as_str(),
+            camera.id = self.camera_id.as_str(),
             frame.sequence = sequence as i64,
             frame.width = i64::from(width),
             frame.height = i64::from(height),
