@@ -424,11 +424,25 @@ impl Propagator {
         }
     }
 
-    /// The remote span context a carrier holds, if it holds a valid one.
-    fn extract_span_context(extractor: &dyn Extractor) -> Option<SpanContext> {
-        let traceparent = extractor.get(TRACEPARENT)?;
-        let tracestate = extractor.get_all(TRACESTATE).unwrap_or_default();
-        span_context(traceparent, &tracestate).ok()
+    /// Extraction from values already read: the `traceparent` and `tracestate` values,
+    /// and the carrier for baggage when it holds any.
+    pub(crate) fn extract_parts(
+        &self,
+        cx: &Context,
+        traceparent: Option<&str>,
+        tracestate: &[&str],
+        baggage: Option<&dyn Extractor>,
+    ) -> Context {
+        let with_span = traceparent
+            .filter(|_| self.tracecontext)
+            .and_then(|traceparent| span_context(traceparent, tracestate).ok())
+            .map(|span_context| cx.with_remote_span_context(span_context));
+        match (&self.baggage, baggage) {
+            (Some(propagator), Some(extractor)) => {
+                propagator.extract_with_context(with_span.as_ref().unwrap_or(cx), extractor)
+            }
+            _ => with_span.unwrap_or_else(|| cx.clone()),
+        }
     }
 }
 
@@ -451,17 +465,15 @@ impl TextMapPropagator for Propagator {
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        let with_span = self
+        let traceparent = self
             .tracecontext
-            .then(|| Self::extract_span_context(extractor))
-            .flatten()
-            .map(|span_context| cx.with_remote_span_context(span_context));
-        match &self.baggage {
-            Some(baggage) => {
-                baggage.extract_with_context(with_span.as_ref().unwrap_or(cx), extractor)
-            }
-            None => with_span.unwrap_or_else(|| cx.clone()),
-        }
+            .then(|| extractor.get(TRACEPARENT))
+            .flatten();
+        let tracestate = match traceparent {
+            Some(_) => extractor.get_all(TRACESTATE).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        self.extract_parts(cx, traceparent, &tracestate, Some(extractor))
     }
 
     fn fields(&self) -> FieldIter<'_> {

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use crate::spans::Pipeline;
 use crate::spans::record::AttributeValue;
 use http::{HeaderName, Request};
-use opentelemetry::propagation::text_map_propagator::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, TraceContextExt};
 use opentelemetry::{Context, Key, KeyValue};
 use tower::Layer;
@@ -20,7 +19,7 @@ use crate::http::metrics::RouteDurations;
 use crate::http::service::TelemetryService;
 use crate::http::{
     BAGGAGE, ExcludedPaths, HeaderExtractor, METHODS, MatchedPathRoute, RouteLabel, ServerMetrics,
-    TRACEPARENT,
+    TRACEPARENT, TRACESTATE,
 };
 
 /// Gives every request a server span (HTTP semantic conventions, W3C context extracted
@@ -271,8 +270,8 @@ impl LayerState {
         // is only ever what the request carries, never whatever context the thread holds.
         let headers = request.headers();
         let wanted = WantedHeaders::find(headers);
-        let parent = if wanted.context {
-            self.extract_parent(headers)
+        let parent = if wanted.traceparent.is_some() || wanted.baggage {
+            self.extract_parent(headers, &wanted)
         } else {
             Context::new()
         };
@@ -368,11 +367,30 @@ impl LayerState {
         })
     }
 
-    /// The parent context the request's headers carry.
+    /// The parent context the request's headers carry, from the values found in the one
+    /// pass over them (a lookup by name parses and hashes the name first).
     #[inline(never)]
-    fn extract_parent(&self, headers: &http::HeaderMap) -> Context {
-        self.propagator
-            .extract_with_context(&Context::new(), &HeaderExtractor(headers))
+    fn extract_parent(&self, headers: &http::HeaderMap, wanted: &WantedHeaders<'_>) -> Context {
+        let traceparent = wanted.traceparent.and_then(|v| v.to_str().ok());
+        let first_state = wanted.tracestate.and_then(|v| v.to_str().ok());
+        let all_states: Vec<&str>;
+        let tracestate = if wanted.tracestates > 1 {
+            all_states = headers
+                .get_all(TRACESTATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            all_states.as_slice()
+        } else {
+            first_state.as_slice()
+        };
+        let extractor = HeaderExtractor(headers);
+        self.propagator.extract_parts(
+            &Context::new(),
+            traceparent,
+            tracestate,
+            wanted.baggage.then_some(&extractor),
+        )
     }
 
     /// `http.request.header.<name>` for the allow-listed request headers present.
@@ -433,8 +451,13 @@ fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 48]) -> Option<&str> {
 /// request has a handful; four hashed lookups cost more than looking at each once).
 #[derive(Debug, Default)]
 struct WantedHeaders<'a> {
-    /// Whether a `traceparent` or `baggage` header is present.
-    context: bool,
+    /// The first `traceparent`.
+    traceparent: Option<&'a http::HeaderValue>,
+    /// The first `tracestate`, and how many there are (several are read in order).
+    tracestate: Option<&'a http::HeaderValue>,
+    tracestates: usize,
+    /// Whether a `baggage` header is present.
+    baggage: bool,
     host: Option<&'a http::HeaderValue>,
     user_agent: Option<&'a http::HeaderValue>,
 }
@@ -447,8 +470,13 @@ impl<'a> WantedHeaders<'a> {
                 wanted.host.get_or_insert(value);
             } else if name == http::header::USER_AGENT {
                 wanted.user_agent.get_or_insert(value);
-            } else if name == TRACEPARENT || name == BAGGAGE {
-                wanted.context = true;
+            } else if name == TRACEPARENT {
+                wanted.traceparent.get_or_insert(value);
+            } else if name == TRACESTATE {
+                wanted.tracestate.get_or_insert(value);
+                wanted.tracestates += 1;
+            } else if name == BAGGAGE {
+                wanted.baggage = true;
             }
         }
         wanted
@@ -528,17 +556,21 @@ mod tests {
         headers.append(http::header::USER_AGENT, "second".parse().unwrap());
         headers.insert(http::header::HOST, "example.com:80".parse().unwrap());
         let wanted = WantedHeaders::find(&headers);
-        assert!(!wanted.context);
+        assert!(wanted.traceparent.is_none() && wanted.tracestate.is_none() && !wanted.baggage);
         assert_eq!(wanted.host.unwrap(), "example.com:80");
         assert_eq!(wanted.user_agent.unwrap(), "first");
 
-        for name in [TRACEPARENT, BAGGAGE] {
-            let mut headers = http::HeaderMap::new();
-            headers.insert(name, "x".parse().unwrap());
-            let wanted = WantedHeaders::find(&headers);
-            assert!(wanted.context);
-            assert!(wanted.host.is_none() && wanted.user_agent.is_none());
-        }
+        let mut headers = http::HeaderMap::new();
+        headers.insert(TRACEPARENT, "p".parse().unwrap());
+        headers.append(TRACESTATE, "a=1".parse().unwrap());
+        headers.append(TRACESTATE, "b=2".parse().unwrap());
+        headers.insert(BAGGAGE, "k=v".parse().unwrap());
+        let wanted = WantedHeaders::find(&headers);
+        assert_eq!(wanted.traceparent.unwrap(), "p");
+        assert_eq!(wanted.tracestate.unwrap(), "a=1");
+        assert_eq!(wanted.tracestates, 2);
+        assert!(wanted.baggage);
+        assert!(wanted.host.is_none() && wanted.user_agent.is_none());
     }
 
     #[test]

@@ -249,6 +249,8 @@ impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
 
 /// The `traceparent` request header, which carries the parent span context.
 pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The `tracestate` request header, which carries vendor data with the parent.
+pub(crate) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The `baggage` request header.
 pub(crate) const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 /// The response header with the trace id alone.
