@@ -319,11 +319,34 @@ fn run_stage(
         .iter()
         .map(|d| f64::from(d.confidence))
         .fold(0.0, f64::max);
-    span.record("detections.count", detections.len() as i64);
-    span.record("detections.labels", labels.join(","));
-    span.record("detections.max_confidence", max_confidence);
+    record_results(span, detections.len(), &labels.join(","), max_confidence);
     tracing::debug!(count = detections.len(), "stage finished");
     (stage, detections, elapsed)
+}
+
+/// Records a stage's results on its span in one call: each `Span::record` looks the span
+/// up in the registry again, and three of them cost twice what one does.
+fn record_results(span: &Span, count: usize, labels: &str, max_confidence: f64) {
+    let Some(metadata) = span.metadata() else {
+        return;
+    };
+    let fields = metadata.fields();
+    let (Some(count_field), Some(labels_field), Some(confidence_field)) = (
+        fields.field("detections.count"),
+        fields.field("detections.labels"),
+        fields.field("detections.max_confidence"),
+    ) else {
+        return;
+    };
+    let count = count as i64;
+    span.record_all(&fields.value_set(&[
+        (&count_field, Some(&count as &dyn tracing::Value)),
+        (&labels_field, Some(&labels as &dyn tracing::Value)),
+        (
+            &confidence_field,
+            Some(&max_confidence as &dyn tracing::Value),
+        ),
+    ]));
 }
 
 /// The span of a stage. Span names are static in `tracing`, hence one arm per stage.
