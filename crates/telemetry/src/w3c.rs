@@ -331,7 +331,7 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 };
 
 /// Lowercase hex of `bytes` written to `out`, which is twice as long.
-pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
@@ -498,11 +498,15 @@ mod tests {
             .collect()
     }
 
-    fn both() -> Propagator {
+    fn propagator(tracecontext: bool, baggage: bool) -> Propagator {
         Propagator::new(PropagatorsConfig {
-            tracecontext: true,
-            baggage: true,
+            tracecontext,
+            baggage,
         })
+    }
+
+    fn both() -> Propagator {
+        propagator(true, true)
     }
 
     #[test]
@@ -569,10 +573,7 @@ mod tests {
     #[test]
     fn disabled_propagators_neither_read_nor_write() {
         let received = carrier(&[(TRACEPARENT, VALID), (BAGGAGE, "user=alice")]);
-        let none = Propagator::new(PropagatorsConfig {
-            tracecontext: false,
-            baggage: false,
-        });
+        let none = propagator(false, false);
         let cx = none.extract(&received);
         assert!(!cx.has_active_span());
         assert_eq!(cx.baggage().len(), 0);
@@ -583,10 +584,7 @@ mod tests {
         none.inject_context(&valid, &mut sent);
         assert!(sent.is_empty());
 
-        let baggage_only = Propagator::new(PropagatorsConfig {
-            tracecontext: false,
-            baggage: true,
-        });
+        let baggage_only = propagator(false, true);
         let cx = baggage_only.extract(&received);
         assert!(!cx.has_active_span());
         assert_eq!(cx.baggage().len(), 1);
