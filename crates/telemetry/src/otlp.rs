@@ -109,29 +109,45 @@ pub(crate) struct SpanHeader<'a> {
 /// first, as they are set, and these last, when it ends.
 pub(crate) fn put_span_header(buf: &mut Vec<u8>, header: &SpanHeader<'_>) {
     let context = header.context;
-    put_bytes(buf, 1, &context.trace_id().to_bytes());
-    put_bytes(buf, 2, &context.span_id().to_bytes());
-    put_trace_state(buf, 3, context.trace_state());
+    // The fixed-size fields are assembled on the stack and appended with one copy: a
+    // dozen pushes into the buffer would each check its capacity.
+    let mut head = StackBytes::<96>::default();
+    head.put(&[tag(1, LEN), 16]);
+    head.put(&context.trace_id().to_bytes());
+    head.put(&[tag(2, LEN), 8]);
+    head.put(&context.span_id().to_bytes());
     if header.parent_span_id != SpanId::INVALID {
-        put_bytes(buf, 4, &header.parent_span_id.to_bytes());
+        head.put(&[tag(4, LEN), 8]);
+        head.put(&header.parent_span_id.to_bytes());
     }
+    let kind: u8 = match header.kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    };
+    head.put(&[tag(6, VARINT), kind]);
+    head.put(&[tag(7, FIXED64)]);
+    head.put(&unix_nanos(header.start_time).to_le_bytes());
+    head.put(&[tag(8, FIXED64)]);
+    head.put(&unix_nanos(header.end_time).to_le_bytes());
+    for (field, dropped) in [
+        (10, header.dropped_attributes),
+        (12, header.dropped_events),
+        (14, header.dropped_links),
+    ] {
+        if dropped != 0 {
+            head.put(&[tag(field, VARINT)]);
+            head.varint(u64::from(dropped));
+        }
+    }
+    // `Span.flags` is field 16: a two-byte key.
+    head.put(&[tag(0, FIXED32) | 0x80, 0x01]);
+    head.put(&span_flags(context.trace_flags().to_u8(), header.parent_is_remote).to_le_bytes());
+    buf.extend_from_slice(head.as_slice());
+    put_trace_state(buf, 3, context.trace_state());
     put_bytes(buf, 5, header.name.as_bytes());
-    put_uint(
-        buf,
-        6,
-        match header.kind {
-            SpanKind::Internal => 1,
-            SpanKind::Server => 2,
-            SpanKind::Client => 3,
-            SpanKind::Producer => 4,
-            SpanKind::Consumer => 5,
-        },
-    );
-    put_fixed64(buf, 7, unix_nanos(header.start_time));
-    put_fixed64(buf, 8, unix_nanos(header.end_time));
-    put_uint(buf, 10, u64::from(header.dropped_attributes));
-    put_uint(buf, 12, u64::from(header.dropped_events));
-    put_uint(buf, 14, u64::from(header.dropped_links));
     match header.status {
         Status::Unset => {}
         Status::Ok => {
@@ -148,11 +164,47 @@ pub(crate) fn put_span_header(buf: &mut Vec<u8>, header: &SpanHeader<'_>) {
             end(buf, at);
         }
     }
-    put_fixed32(
-        buf,
-        16,
-        span_flags(context.trace_flags().to_u8(), header.parent_is_remote),
-    );
+}
+
+/// Up to `N` protobuf bytes assembled on the stack (keys, lengths, scalars, ids).
+pub(crate) struct StackBytes<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Default for StackBytes<N> {
+    fn default() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> StackBytes<N> {
+    /// Appends `bytes`; the caller sizes `N` for everything it appends.
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends a field key (fields below 16: one byte).
+    pub(crate) fn key(&mut self, field: u8, wire_type: u8) {
+        self.put(&[tag(field, wire_type)]);
+    }
+
+    /// Appends a varint.
+    pub(crate) fn varint(&mut self, value: u64) {
+        let mut rest = &mut self.bytes[self.len..];
+        let room = rest.len();
+        put_varint(&mut rest, value);
+        self.len += room - rest.len();
+    }
+
+    /// What has been appended.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// Appends a `Span.links` field.

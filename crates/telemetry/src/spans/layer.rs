@@ -16,14 +16,14 @@ use rand::rngs::SmallRng;
 use rand::{Rng as _, SeedableRng as _};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{LimitsConfig, SamplerConfig};
 use crate::export::SpanSinks;
 use crate::otlp::SpanHeader;
-use crate::spans::record::{AttributeValue, SpanRecord};
+use crate::spans::record::{AttributeValue, EncodedAttributes, SpanRecord};
 
 /// Turns `tracing` spans into OTLP spans: ids and sampling as the SDK would do them, the
 /// `otel.name`, `otel.kind`, `otel.status_code` and `otel.status_description` fields,
@@ -207,6 +207,87 @@ fn new_trace_id() -> TraceId {
 
 fn new_span_id() -> SpanId {
     SpanId::from(random_id::<u64>().max(1))
+}
+
+/// How many callsites' code locations a thread keeps encoded: a thread's hot loop makes
+/// spans at a few callsites.
+const LOCATIONS: usize = 16;
+
+/// A callsite's code location attributes, encoded.
+struct Location {
+    /// The callsite's metadata (its address) and the value length limit it was cut to.
+    metadata: *const Metadata<'static>,
+    value_length: Option<usize>,
+    attributes: EncodedAttributes,
+}
+
+thread_local! {
+    /// The code locations this thread encoded last, the newest first.
+    static RECENT_LOCATIONS: RefCell<Vec<Location>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The `code.file.path`, `code.module.name` and `code.line.number` attributes of a span's
+/// callsite: encoded the first time this thread sees the callsite, then one copy per span
+/// (three attributes of every span, written field by field, cost about 400 instructions).
+fn push_location(
+    record: &mut SpanRecord,
+    limits: &LimitsConfig,
+    metadata: &'static Metadata<'static>,
+) {
+    let pushed = RECENT_LOCATIONS
+        .try_with(|recent| {
+            let mut recent = recent.try_borrow_mut().ok()?;
+            let key = std::ptr::from_ref(metadata);
+            let value_length = limits.attribute_value_length;
+            let index = match recent
+                .iter()
+                .position(|l| l.metadata == key && l.value_length == value_length)
+            {
+                Some(index) => index,
+                None => {
+                    let mut attributes = EncodedAttributes::default();
+                    location_attributes(metadata, |key, value| {
+                        attributes.push(limits, key, value);
+                    });
+                    recent.truncate(LOCATIONS - 1);
+                    recent.insert(
+                        0,
+                        Location {
+                            metadata: key,
+                            value_length,
+                            attributes,
+                        },
+                    );
+                    0
+                }
+            };
+            Some(record.push_encoded(limits, &recent[index].attributes))
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    if !pushed {
+        // Past the attribute count limit (or while the thread exits): one by one.
+        location_attributes(metadata, |key, value| {
+            record.push_attribute(limits, key, value);
+        });
+    }
+}
+
+/// Calls `put` with each code location attribute of a callsite.
+fn location_attributes<'a>(
+    metadata: &Metadata<'a>,
+    mut put: impl FnMut(&'static str, AttributeValue<'a>),
+) {
+    if let Some(file) = metadata.file() {
+        put("code.file.path", AttributeValue::Str(file));
+    }
+    if let Some(module) = metadata.module_path() {
+        put("code.module.name", AttributeValue::Str(module));
+    }
+    if let Some(line) = metadata.line() {
+        put("code.line.number", AttributeValue::I64(i64::from(line)));
+    }
 }
 
 thread_local! {
@@ -432,20 +513,7 @@ where
             recorded: 0,
         };
         if let Some(record) = state.record.as_mut() {
-            let limits = &pipeline.settings.limits;
-            if let Some(file) = metadata.file() {
-                record.push_attribute(limits, "code.file.path", AttributeValue::Str(file));
-            }
-            if let Some(module) = metadata.module_path() {
-                record.push_attribute(limits, "code.module.name", AttributeValue::Str(module));
-            }
-            if let Some(line) = metadata.line() {
-                record.push_attribute(
-                    limits,
-                    "code.line.number",
-                    AttributeValue::I64(i64::from(line)),
-                );
-            }
+            push_location(record, &pipeline.settings.limits, metadata);
         }
         attrs.record(&mut Fields(SpanFields {
             state: &mut state,

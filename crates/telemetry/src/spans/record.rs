@@ -101,6 +101,23 @@ impl SpanRecord {
         put_attribute(&mut self.buf, ATTRIBUTES, key, value, limits);
     }
 
+    /// Adds attributes encoded beforehand (keys known not to be set yet); false, adding
+    /// nothing, when they would pass the attribute count limit (the caller then adds them
+    /// one by one, so the limit keeps the first ones).
+    pub(crate) fn push_encoded(
+        &mut self,
+        limits: &LimitsConfig,
+        encoded: &EncodedAttributes,
+    ) -> bool {
+        if self.attributes + encoded.count > limits.span_attribute_count {
+            return false;
+        }
+        self.attributes += encoded.count;
+        self.keys |= encoded.keys;
+        self.buf.extend_from_slice(&encoded.bytes);
+        true
+    }
+
     /// Sets an attribute, replacing an earlier value of the same key.
     pub(crate) fn set_attribute(
         &mut self,
@@ -216,6 +233,25 @@ impl Drop for SpanRecord {
     }
 }
 
+/// Span attributes encoded once and added to many spans with one copy
+/// ([`SpanRecord::push_encoded`]): e.g. the code location of a callsite, the same for
+/// every span it makes.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedAttributes {
+    bytes: Vec<u8>,
+    count: u32,
+    keys: u64,
+}
+
+impl EncodedAttributes {
+    /// Appends an attribute, its value cut to `limits` as in a span.
+    pub(crate) fn push(&mut self, limits: &LimitsConfig, key: &str, value: AttributeValue<'_>) {
+        self.count += 1;
+        self.keys |= key_bit(key);
+        put_attribute(&mut self.bytes, ATTRIBUTES, key, value, limits);
+    }
+}
+
 /// Writes one event's attributes.
 #[derive(Debug)]
 pub(crate) struct EventWriter<'a> {
@@ -278,12 +314,12 @@ fn put_attribute(
         }
         AttributeValue::F64(f) => {
             head.key(4, FIXED64);
-            head.bytes(&f.to_bits().to_le_bytes());
+            head.put(&f.to_bits().to_le_bytes());
             &[]
         }
         AttributeValue::Bool(b) => {
             head.key(2, VARINT);
-            head.bytes(&[u8::from(b)]);
+            head.put(&[u8::from(b)]);
             &[]
         }
         AttributeValue::Otel(value) => {
@@ -325,7 +361,7 @@ fn put_key_value(buf: &mut Vec<u8>, field: u8, key: &[u8], value_head: &[u8], va
         let mut middle = Head::default();
         middle.key(2, LEN);
         middle.varint(value_len as u64);
-        buf.reserve(head.len + key.len() + middle.len + value_len);
+        buf.reserve(head.as_slice().len() + key.len() + middle.as_slice().len() + value_len);
         buf.extend_from_slice(head.as_slice());
         buf.extend_from_slice(key);
         buf.extend_from_slice(middle.as_slice());
@@ -335,34 +371,7 @@ fn put_key_value(buf: &mut Vec<u8>, field: u8, key: &[u8], value_head: &[u8], va
 }
 
 /// A few protobuf bytes assembled on the stack (keys, lengths, scalars).
-#[derive(Default)]
-struct Head {
-    bytes: [u8; 24],
-    len: usize,
-}
-
-impl Head {
-    fn key(&mut self, field: u8, wire_type: u8) {
-        // Fields here are below 16: one byte.
-        self.bytes(&[(field << 3) | wire_type]);
-    }
-
-    fn varint(&mut self, value: u64) {
-        let mut rest = &mut self.bytes[self.len..];
-        let room = rest.len();
-        otlp::put_varint(&mut rest, value);
-        self.len += room - rest.len();
-    }
-
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
-    }
-}
+type Head = otlp::StackBytes<24>;
 
 /// `kv` with its string values cut to the value length limit.
 fn truncated_key_value(kv: &KeyValue, limits: &LimitsConfig) -> KeyValue {
@@ -412,6 +421,44 @@ mod tests {
             pos = next;
         }
         out
+    }
+
+    #[test]
+    fn encoded_attributes_are_the_same_bytes_and_respect_the_count_limit() {
+        let limits = LimitsConfig {
+            attribute_value_length: Some(4),
+            ..limits()
+        };
+        let fields = [
+            ("code.file.path", AttributeValue::Str("src/main.rs")),
+            ("code.line.number", AttributeValue::I64(42)),
+        ];
+        let mut encoded = EncodedAttributes::default();
+        let mut one_by_one = SpanRecord::new();
+        for (key, value) in fields {
+            encoded.push(&limits, key, value);
+            one_by_one.push_attribute(&limits, key, value);
+        }
+        let mut record = SpanRecord::new();
+        assert!(record.push_encoded(&limits, &encoded));
+        assert_eq!(attributes(&record), attributes(&one_by_one));
+        assert_eq!(attributes(&record)[0].1, attributes(&one_by_one)[0].1);
+        // The keys are known to the record: setting one again replaces it.
+        record.set_attribute(&limits, "code.line.number", AttributeValue::I64(7));
+        assert_eq!(attributes(&record).len(), 2);
+
+        let tight = LimitsConfig {
+            span_attribute_count: 3,
+            ..limits
+        };
+        let mut full = SpanRecord::new();
+        full.push_attribute(&tight, "a", AttributeValue::Bool(true));
+        full.push_attribute(&tight, "b", AttributeValue::Bool(true));
+        assert!(
+            !full.push_encoded(&tight, &encoded),
+            "two more would pass the limit of 3"
+        );
+        assert_eq!(attributes(&full).len(), 2);
     }
 
     #[test]
