@@ -142,8 +142,8 @@ pub(crate) fn put_span_header(buf: &mut Vec<u8>, header: &SpanHeader<'_>) {
             head.varint(u64::from(dropped));
         }
     }
-    // `Span.flags` is field 16: a two-byte key.
-    head.put(&[tag(0, FIXED32) | 0x80, 0x01]);
+    // `Span.flags` is field 16: its key is a two-byte varint.
+    head.varint((16 << 3) | u64::from(FIXED32));
     head.put(&span_flags(context.trace_flags().to_u8(), header.parent_is_remote).to_le_bytes());
     buf.extend_from_slice(head.as_slice());
     put_trace_state(buf, 3, context.trace_state());
