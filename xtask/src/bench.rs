@@ -41,6 +41,9 @@
 //!   metrics' background threads, also when they run after the chunk (which counts their
 //!   idle ticks during the other servers' chunks too); `/proc/<pid>/stat` (utime + stime,
 //!   whole process, clock ticks) is recorded as a cross-check;
+//! - the part of it spent by background threads (every thread but the main one and the
+//!   runtime's `tokio-rt-worker`s: the exporter, the metrics sampler) is reported apart,
+//!   so the report shows how much of what (c) adds lies on the request path;
 //! - `VmRSS` is read after the measured requests; then the servers get SIGTERM and must
 //!   exit 0 (they flush their telemetry first) within a few seconds, and the sinks report
 //!   how many spans arrived.
@@ -195,6 +198,8 @@ struct Sample {
     p99_us: f64,
     /// Nanoseconds on CPU of the server's threads during the measured requests.
     cpu_ns: u64,
+    /// The part of `cpu_ns` of its background threads (exporter, sampler; see [`CpuTime`]).
+    background_ns: u64,
     /// The same from `/proc/<pid>/stat` (tick resolution, includes exited threads).
     stat_cpu_ns: u64,
     rss_kb: u64,
@@ -267,6 +272,9 @@ pub(crate) struct LoadResult {
 pub(crate) struct CpuTime {
     /// Nanoseconds on CPU of the threads alive now (`schedstat`).
     pub(crate) sched_ns: u64,
+    /// The part of `sched_ns` spent by background threads: every thread but the main one
+    /// and the runtime's workers (`tokio-rt-worker`), which serve the requests.
+    pub(crate) background_ns: u64,
     /// utime + stime of the whole process, exited threads included (`stat`, ticks).
     pub(crate) stat_ns: u64,
     pub(crate) threads: usize,
@@ -605,6 +613,7 @@ impl Live {
         self.chunks.push(ChunkResult {
             load,
             cpu_ns: now.sched_ns.saturating_sub(self.last.sched_ns),
+            background_ns: now.background_ns.saturating_sub(self.last.background_ns),
             stat_cpu_ns: now.stat_ns.saturating_sub(self.last.stat_ns),
         });
         self.last = now;
@@ -617,6 +626,7 @@ impl Live {
 struct ChunkResult {
     load: LoadResult,
     cpu_ns: u64,
+    background_ns: u64,
     stat_cpu_ns: u64,
 }
 
@@ -768,6 +778,7 @@ fn run_scenario(
             p50_us: median_of(|c| c.load.p50_us),
             p99_us: median_of(|c| c.load.p99_us),
             cpu_ns: chunks.iter().map(|c| c.cpu_ns).sum(),
+            background_ns: chunks.iter().map(|c| c.background_ns).sum(),
             stat_cpu_ns: chunks.iter().map(|c| c.stat_cpu_ns).sum(),
             rss_kb,
             threads: server.last.threads,
@@ -1062,10 +1073,12 @@ fn terminate(pid: u32) -> anyhow::Result<()> {
 /// first field (ns), and `/proc/<pid>/stat`'s utime + stime (ticks, converted).
 pub(crate) fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
     let mut sched_ns = 0;
+    let mut background_ns = 0;
     let mut threads = 0;
     let tasks = format!("/proc/{pid}/task");
     for entry in fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
-        let path = entry?.path().join("schedstat");
+        let task = entry?.path();
+        let path = task.join("schedstat");
         // A thread may end between listing and reading; its time is then lost here (the
         // stat cross-check keeps it).
         let Ok(text) = fs::read_to_string(&path) else {
@@ -1078,6 +1091,12 @@ pub(crate) fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
             .with_context(|| format!("unexpected {}: {text:?}", path.display()))?;
         sched_ns += on_cpu;
         threads += 1;
+        let main_thread = task.file_name().is_some_and(|tid| *tid == *pid.to_string());
+        let worker = fs::read_to_string(task.join("comm"))
+            .is_ok_and(|name| name.trim_end().starts_with("tokio-rt-worker"));
+        if !main_thread && !worker {
+            background_ns += on_cpu;
+        }
     }
     let stat_path = format!("/proc/{pid}/stat");
     let stat =
@@ -1103,6 +1122,7 @@ pub(crate) fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
         .context("unexpected utime/stime")?;
     Ok(CpuTime {
         sched_ns,
+        background_ns,
         stat_ns: ticks * 1_000_000_000 / clock_ticks,
         threads,
         minor_faults,
@@ -1299,6 +1319,24 @@ impl Report<'_> {
         }
     }
 
+    /// What `mode` adds to (a)'s CPU per request, pooled over rounds, split into the
+    /// threads that serve requests and the background threads.
+    fn added_by_thread_kind(&self, mode: Mode, scenario: Scenario) -> (f64, f64) {
+        let per_request = |mode: Mode| {
+            let runs = self.runs(mode, scenario);
+            let requests = runs.iter().map(|s| s.requests).sum::<u64>().max(1) as f64;
+            let background: u64 = runs.iter().map(|s| s.background_ns).sum();
+            let all: u64 = runs.iter().map(|s| s.cpu_ns).sum();
+            (
+                all.saturating_sub(background) as f64 / 1_000.0 / requests,
+                background as f64 / 1_000.0 / requests,
+            )
+        };
+        let (mode_request, mode_background) = per_request(mode);
+        let (a_request, a_background) = per_request(Mode::A);
+        (mode_request - a_request, mode_background - a_background)
+    }
+
     fn rss_delta_mb(&self, mode: Mode, scenario: Scenario) -> f64 {
         self.summary(mode, scenario).rss_mb - self.summary(Mode::A, scenario).rss_mb
     }
@@ -1400,6 +1438,13 @@ impl Report<'_> {
                 ratios.c_over_a_pooled,
                 ratios.c_over_a_chunk_q1,
                 ratios.c_over_a_chunk_q3,
+            );
+            let (request_threads, background) = self.added_by_thread_kind(Mode::C, scenario);
+            let _ = writeln!(
+                out,
+                "{:<13}   c − a by thread, pooled over rounds: request threads {request_threads:+.2} µs/req, \
+                 background threads (exporter, sampler) {background:+.2} µs/req",
+                "",
             );
         }
         let none_scenarios: Vec<Scenario> = self
@@ -1607,7 +1652,7 @@ impl Report<'_> {
                 out,
                 "    {{\"round\": {}, \"scenario\": \"{}\", \"mode\": \"{}\", \"requests\": {}, \"errors\": {}, \
                  \"load_seconds\": {:.4}, \"rps\": {:.1}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"cpu_ns\": {}, \
-                 \"stat_cpu_ns\": {}, \"cpu_us_per_request\": {:.3}, \"rss_kb\": {}, \"threads\": {}, \"spans\": {}, \
+                 \"background_cpu_ns\": {}, \"stat_cpu_ns\": {}, \"cpu_us_per_request\": {:.3}, \"rss_kb\": {}, \"threads\": {}, \"spans\": {}, \
                  \"expected_spans\": {}, \"metrics_bytes\": {}, \"exit_code\": {}, \"exit_seconds\": {:.3}, \
                  \"exit_timed_out\": {}, \"stderr_bytes\": {}, \"chunk_cpu_us\": [{}]}}",
                 s.round,
@@ -1620,6 +1665,7 @@ impl Report<'_> {
                 s.p50_us,
                 s.p99_us,
                 s.cpu_ns,
+                s.background_ns,
                 s.stat_cpu_ns,
                 s.cpu_us_per_request(),
                 s.rss_kb,
