@@ -6,16 +6,18 @@
 
 pub mod catalog;
 pub mod process;
+pub mod recorder;
 pub mod standard;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, SharedString};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub use catalog::{Catalog, MetricDef, MetricKind, MetricUnit};
 use process::ProcessState;
+use recorder::{Histograms, PathlightRecorder};
 
 /// Registers a catalog's help texts and units with the installed recorder.
 pub fn describe(catalog: &Catalog) {
@@ -37,19 +39,9 @@ pub fn describe(catalog: &Catalog) {
     }
 }
 
-/// Builds the Prometheus recorder with the buckets every catalog declares.
-pub(crate) fn prometheus_recorder(
-    catalogs: &[&Catalog],
-) -> Result<metrics_exporter_prometheus::PrometheusRecorder, metrics_exporter_prometheus::BuildError>
-{
-    let mut builder = PrometheusBuilder::new();
-    for def in catalogs.iter().flat_map(|c| c.metrics.iter()) {
-        if let Some(buckets) = def.buckets {
-            builder =
-                builder.set_buckets_for_metric(Matcher::Full(def.name.to_owned()), buckets)?;
-        }
-    }
-    Ok(builder.build_recorder())
+/// Builds the Prometheus recorder; histograms get the buckets their catalog declares.
+pub(crate) fn prometheus_recorder(catalogs: &[&Catalog]) -> PathlightRecorder {
+    PathlightRecorder::new(PrometheusBuilder::new().build_recorder(), catalogs)
 }
 
 /// Serves the Prometheus text of every metric of this process.
@@ -61,6 +53,7 @@ pub struct MetricsHandle {
 #[derive(Debug)]
 struct HandleInner {
     prometheus: PrometheusHandle,
+    histograms: Arc<Histograms>,
     process: Arc<ProcessState>,
 }
 
@@ -69,10 +62,12 @@ impl MetricsHandle {
         Self { inner: None }
     }
 
-    pub(crate) fn prometheus(prometheus: PrometheusHandle, process: Arc<ProcessState>) -> Self {
+    pub(crate) fn prometheus(recorder: &PathlightRecorder, process: Arc<ProcessState>) -> Self {
+        let (prometheus, histograms) = recorder.handles();
         Self {
             inner: Some(Arc::new(HandleInner {
                 prometheus,
+                histograms,
                 process,
             })),
         }
@@ -83,7 +78,8 @@ impl MetricsHandle {
         self.inner.is_some()
     }
 
-    /// The Prometheus text exposition: recorded metrics plus the last process sample.
+    /// The Prometheus text exposition: counters and gauges, histograms, and the last
+    /// process sample.
     pub fn render(&self) -> String {
         match &self.inner {
             None => String::new(),
@@ -92,16 +88,10 @@ impl MetricsHandle {
                 if !text.is_empty() && !text.ends_with("\n\n") {
                     text.push('\n');
                 }
+                inner.histograms.render(&mut text);
                 text.push_str(&inner.process.rendered());
                 text
             }
-        }
-    }
-
-    /// Drains histogram samples into buckets; called by the background sampler.
-    pub(crate) fn upkeep(&self) {
-        if let Some(inner) = &self.inner {
-            inner.prometheus.run_upkeep();
         }
     }
 }

@@ -150,7 +150,7 @@ impl ProcessState {
     }
 }
 
-/// The background thread that samples the process and runs periodic upkeep.
+/// The background thread that samples the process.
 #[derive(Debug)]
 pub(crate) struct BackgroundSampler {
     stop: Arc<AtomicBool>,
@@ -158,18 +158,20 @@ pub(crate) struct BackgroundSampler {
 }
 
 impl BackgroundSampler {
-    /// Samples once now (so the first scrape has values), then every `sample_interval`;
-    /// calls `upkeep` every `upkeep_interval` (sampling happens on the upkeep tick that
-    /// reaches the sampling interval).
+    /// Samples once now (so the first scrape has values), then every `interval`.
     ///
-    /// Between ticks the thread parks on a timed futex: one wake-up per tick. (A channel's
-    /// `recv_timeout` spins and yields before it sleeps, which cost more than the upkeep
-    /// itself: on a 2-vCPU guest the idle thread used 128 µs of CPU per second with it.)
-    pub(crate) fn start(
+    /// Between samples the thread parks on a timed futex: one wake-up per sample. (A
+    /// channel's `recv_timeout` spins and yields before it sleeps; on a 2-vCPU guest the
+    /// idle thread used 128 µs of CPU per second with it.)
+    pub(crate) fn start(state: Arc<ProcessState>, interval: Duration) -> std::io::Result<Self> {
+        Self::start_with(state, interval, || {})
+    }
+
+    /// [`BackgroundSampler::start`], calling `tick` after each sample.
+    fn start_with(
         state: Arc<ProcessState>,
-        sample_interval: Duration,
-        upkeep_interval: Duration,
-        upkeep: impl Fn() + Send + 'static,
+        interval: Duration,
+        tick: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut sampler = ProcessSampler::new();
@@ -180,21 +182,15 @@ impl BackgroundSampler {
         let thread = std::thread::Builder::new()
             .name("telemetry-sampler".to_owned())
             .spawn(move || {
-                let mut since_sample = Duration::ZERO;
-                let mut next = Instant::now() + upkeep_interval;
+                let mut next = Instant::now() + interval;
                 while sleep_until(next, &stopped) {
-                    next += upkeep_interval;
-                    since_sample += upkeep_interval;
-                    if since_sample >= sample_interval {
-                        since_sample = Duration::ZERO;
-                        if let Some(sample) = sampler.as_mut().and_then(ProcessSampler::sample) {
-                            state.store(sample);
-                        }
+                    if let Some(sample) = sampler.as_mut().and_then(ProcessSampler::sample) {
+                        state.store(sample);
                     }
-                    upkeep();
-                    // After a long stall (a suspended process), tick once, not once per
+                    tick();
+                    // After a long stall (a suspended process), sample once, not once per
                     // missed interval.
-                    next = next.max(Instant::now());
+                    next = (next + interval).max(Instant::now());
                 }
             })?;
         Ok(Self {
@@ -250,20 +246,19 @@ mod tests {
         let ticks = Arc::new(AtomicUsize::new(0));
         let counted = ticks.clone();
         let state = Arc::new(ProcessState::default());
-        let sampler = BackgroundSampler::start(
-            state.clone(),
-            Duration::from_millis(2),
-            Duration::from_millis(1),
-            move || {
+        let sampler =
+            BackgroundSampler::start_with(state.clone(), Duration::from_millis(1), move || {
                 counted.fetch_add(1, Ordering::Relaxed);
-            },
-        )
-        .unwrap();
+            })
+            .unwrap();
         // The first sample is taken before `start` returns.
         assert!(state.latest().resident_memory_bytes > 0);
         let deadline = Instant::now() + Duration::from_secs(30);
         while ticks.load(Ordering::Relaxed) < 5 {
-            assert!(Instant::now() < deadline, "the upkeep never ran 5 times");
+            assert!(
+                Instant::now() < deadline,
+                "the sampler never ticked 5 times"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         drop(sampler);
@@ -281,8 +276,6 @@ mod tests {
         let sampler = BackgroundSampler::start(
             Arc::new(ProcessState::default()),
             Duration::from_secs(3_600),
-            Duration::from_secs(3_600),
-            || {},
         )
         .unwrap();
         // Dropping joins the thread: without the unpark this would wait an hour.
