@@ -655,8 +655,8 @@ fn chunk_sizes(requests: u64, chunk: u64) -> Vec<u64> {
 /// and (c)), warms each up, then sends the measured requests in chunks to the servers in
 /// turn (see [`chunk_order`]), one server loaded at a time. A chunk's CPU time is its
 /// server's CPU time from the end of that server's previous chunk to the end of this one,
-/// so work a server does after a chunk (the batch exporter's next export, the metrics
-/// upkeep) is counted for it too.
+/// so work a server does after a chunk (the batch exporter's next export, the process
+/// sampler) is counted for it too.
 fn run_scenario(
     setup: &Setup<'_>,
     round: usize,
