@@ -103,6 +103,24 @@ impl Example {
             .collect()
     }
 
+    /// The first JSON log line whose `message` is `message`, waiting up to 10 s for it:
+    /// the line reaches the test through a pipe and a reader thread, possibly after the
+    /// response that followed it.
+    pub(crate) async fn wait_for_log(&self, message: &str) -> Value {
+        eventually(
+            &format!("the log line {message:?}"),
+            Duration::from_secs(10),
+            || async {
+                let logs = self.logs();
+                logs.iter()
+                    .find(|l| l["message"] == message)
+                    .cloned()
+                    .ok_or_else(|| format!("{} log lines, none with it", logs.len()))
+            },
+        )
+        .await
+    }
+
     pub(crate) fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }

@@ -204,6 +204,7 @@ async fn headers_are_sent_with_every_export() {
         assert_eq!(request.header("x-api-key"), Some("k3y=1"), "{protocol}");
         assert_eq!(request.header("x-tenant"), Some("acme"), "{protocol}");
         // The startup log shows header names, never values.
+        example.wait_for_log("telemetry initialised").await;
         let stdout = example.stdout_lines().join("\n");
         assert!(!stdout.contains("k3y"), "{stdout}");
         assert!(stdout.contains("x-api-key=<redacted>"), "{stdout}");
@@ -399,19 +400,14 @@ async fn log_filters_follow_rust_log_and_otel_log_level() {
     ));
     get(&example, "/items/1").await;
     get(&example, "/fail").await;
-    let logs = example.logs();
+    let error = example.wait_for_log("storage is unavailable").await;
     assert!(
-        logs.iter()
-            .any(|l| l["message"] == "storage is unavailable")
-    );
-    assert!(
-        logs.iter().all(|l| l["message"] != "telemetry initialised"),
+        example
+            .logs()
+            .iter()
+            .all(|l| l["message"] != "telemetry initialised"),
         "telemetry target filtered to warn"
     );
-    let error = logs
-        .iter()
-        .find(|l| l["message"] == "storage is unavailable")
-        .unwrap();
     assert_eq!(error["level"], "ERROR");
     assert!(error["trace_id"].is_string(), "{error}");
 
