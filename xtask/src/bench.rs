@@ -1076,6 +1076,7 @@ pub(crate) fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
     let mut background_ns = 0;
     let mut threads = 0;
     let tasks = format!("/proc/{pid}/task");
+    let main_tid = pid.to_string();
     for entry in fs::read_dir(&tasks).with_context(|| format!("cannot list {tasks}"))? {
         let task = entry?.path();
         let path = task.join("schedstat");
@@ -1091,7 +1092,7 @@ pub(crate) fn cpu_time(pid: u32, clock_ticks: u64) -> anyhow::Result<CpuTime> {
             .with_context(|| format!("unexpected {}: {text:?}", path.display()))?;
         sched_ns += on_cpu;
         threads += 1;
-        let main_thread = task.file_name().is_some_and(|tid| *tid == *pid.to_string());
+        let main_thread = task.file_name().is_some_and(|tid| *tid == *main_tid);
         let worker = fs::read_to_string(task.join("comm"))
             .is_ok_and(|name| name.trim_end().starts_with("tokio-rt-worker"));
         if !main_thread && !worker {
