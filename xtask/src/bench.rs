@@ -4,7 +4,8 @@
 //! also the middleware benchmark:
 //!
 //! `cargo xtask bench middleware [--requests N] [--rate R] [--work-requests N]
-//! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--simultaneous] [--no-pin]`
+//! [--rounds R] [--connections C] [--warmup N] [--work-warmup N] [--simultaneous]
+//! [--protocol grpc|http/protobuf] [--no-pin]`
 //! measures the per-request cost of instrumentation, side by side in one run: the same axum
 //! handler (crate `bench`, binary `bench-server`) under (a) no middleware, (b) the upstream
 //! stack a Rust user assembles today (tower-http `TraceLayer` at INFO +
@@ -21,8 +22,9 @@
 //!
 //! How it measures, per round and scenario:
 //! - three fresh `bench-server`s, one per mode (release builds), and a fresh `otlp-sink`
-//!   receiver each for (b) and (c); both export OTLP over gRPC to their sink, configured by
-//!   the same `OTEL_*` variables;
+//!   receiver each for (b) and (c); both export OTLP to their sink, configured by the
+//!   same `OTEL_*` variables: (b) over gRPC as opentelemetry-otlp's examples do, (c) over
+//!   gRPC too unless `--protocol http/protobuf` (this crate's default protocol) is given;
 //! - load comes from `bench-load`, a separate process on loopback (keep-alive HTTP/1.1,
 //!   every response checked for status 200);
 //! - each server is warmed up; then the measured requests go out in chunks (`--chunk`,
@@ -86,6 +88,7 @@ Options:
   --connections C    concurrent keep-alive connections of the load generator (default 32)
   --simultaneous     ~1 ms scenario: send each chunk to the three servers at the same time
                      (they share their CPU) instead of to one after the other
+  --protocol P       OTLP protocol of (c): grpc (default, as (b)) or http/protobuf
   --no-pin           do not pin the server and the load generator to separate CPUs";
 
 /// How long a server may take to flush and exit after SIGTERM.
@@ -131,6 +134,24 @@ struct Options {
     pin: bool,
     /// The ~1 ms scenario loads the three servers at the same time.
     simultaneous: bool,
+    /// How (c) exports its spans ((b) always uses gRPC).
+    protocol: Protocol,
+}
+
+/// The OTLP protocol (c) exports with (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
 }
 
 /// The instrumentation under test.
@@ -461,6 +482,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         connections: 32,
         pin: true,
         simultaneous: false,
+        protocol: Protocol::Grpc,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -479,6 +501,14 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
         let value = args
             .next()
             .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        if flag == "--protocol" {
+            options.protocol = match value.as_str() {
+                "grpc" => Protocol::Grpc,
+                "http/protobuf" => Protocol::HttpProtobuf,
+                _ => bail!("--protocol {value:?}: expected grpc or http/protobuf"),
+            };
+            continue;
+        }
         let number: u64 = value
             .replace('_', "")
             .parse()
@@ -687,16 +717,24 @@ fn run_scenario(
             mode.flag()
         ));
         // (a) reads no endpoint; it gets one so every mode has the same environment.
+        let protocol = if mode == Mode::C {
+            options.protocol
+        } else {
+            Protocol::Grpc
+        };
         let endpoint = sink
             .as_ref()
-            .map_or("http://127.0.0.1:4317", |sink| sink.grpc_endpoint.as_str());
+            .map_or("http://127.0.0.1:4317", |sink| match protocol {
+                Protocol::Grpc => sink.grpc_endpoint.as_str(),
+                Protocol::HttpProtobuf => sink.http_endpoint.as_str(),
+            });
         let server = Server::start(
             &setup.binaries.server,
             setup.pinning.server.as_ref(),
             mode,
             scenario.work,
             setup.iterations,
-            endpoint,
+            (endpoint, protocol),
             &stderr_path,
         )?;
         let url = format!("http://127.0.0.1:{}/items/", server.port);
@@ -871,6 +909,7 @@ struct Sink {
     child: Child,
     stdout: BufReader<ChildStdout>,
     grpc_endpoint: String,
+    http_endpoint: String,
 }
 
 impl Sink {
@@ -890,10 +929,16 @@ impl Sink {
             let _ = child.wait();
             bail!("otlp-sink printed no gRPC endpoint: {line:?}");
         };
+        let Some(http_endpoint) = json_string(&line, "http") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("otlp-sink printed no HTTP endpoint: {line:?}");
+        };
         Ok(Self {
             child,
             stdout,
             grpc_endpoint,
+            http_endpoint,
         })
     }
 
@@ -948,7 +993,7 @@ impl Server {
         mode: Mode,
         work: Work,
         iterations: u64,
-        otlp_endpoint: &str,
+        (otlp_endpoint, protocol): (&str, Protocol),
         stderr_path: &Path,
     ) -> anyhow::Result<Self> {
         let stderr = fs::File::create(stderr_path)
@@ -973,7 +1018,7 @@ impl Server {
         }
         command
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_endpoint)
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.flag())
             .env("OTEL_TRACES_SAMPLER", "always_on")
             .env("OTEL_METRICS_EXPORTER", "prometheus")
             .env("RUST_LOG", "info")
@@ -1547,8 +1592,9 @@ impl Report<'_> {
         }
         let _ = writeln!(
             out,
-            "work: {} iterations calibrated to ~1 ms; {}; load average before: {}, after: {}; took {:.0} s",
+            "work: {} iterations calibrated to ~1 ms; (c) exports OTLP over {}; {}; load average before: {}, after: {}; took {:.0} s",
             self.iterations,
+            self.options.protocol.flag(),
             match (&self.pinning.server, &self.pinning.load) {
                 (Some(server), Some(load)) =>
                     format!("server on CPU {server}, load generator and receiver on CPU {load}"),
@@ -1568,7 +1614,7 @@ impl Report<'_> {
             out,
             "  \"config\": {{\"rounds\": {}, \"requests\": {}, \"rate\": {}, \"work_requests\": {}, \"warmup\": {}, \
              \"work_warmup\": {}, \"chunk\": {}, \"work_chunk\": {}, \"connections\": {}, \"simultaneous\": {}, \"work_iterations\": {}, \
-             \"server_cpu\": {}, \"load_cpu\": {}, \"protocol\": \"grpc\", \"load_before\": {}, \"load_after\": {}, \
+             \"server_cpu\": {}, \"load_cpu\": {}, \"protocol\": \"{}\", \"load_before\": {}, \"load_after\": {}, \
              \"seconds\": {:.1}}},",
             options.rounds,
             options.requests,
@@ -1583,6 +1629,7 @@ impl Report<'_> {
             self.iterations,
             json_option(self.pinning.server.as_deref()),
             json_option(self.pinning.load.as_deref()),
+            options.protocol.flag(),
             json_str(&self.load_before),
             json_str(&self.load_after),
             self.elapsed.as_secs_f64(),
@@ -1742,7 +1789,8 @@ fn json_value_start<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use crate::bench::{
-        Mode, chunk_order, chunk_sizes, json_number, json_string, median, quantile,
+        Mode, Protocol, chunk_order, chunk_sizes, json_number, json_string, median, parse_options,
+        quantile,
     };
 
     #[test]
@@ -1754,6 +1802,24 @@ mod tests {
         assert_eq!(
             json_string(line, "grpc").as_deref(),
             Some("http://127.0.0.1:4317")
+        );
+    }
+
+    #[test]
+    fn the_protocol_option_takes_the_two_otlp_protocols_and_nothing_else() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let default = parse_options(&[]).map(|o| o.protocol).ok();
+        assert_eq!(default, Some(Protocol::Grpc));
+        let http = parse_options(&args(&["--protocol", "http/protobuf", "--rounds", "2"]))
+            .map(|o| (o.protocol, o.rounds))
+            .ok();
+        assert_eq!(http, Some((Protocol::HttpProtobuf, 2)));
+        let error = parse_options(&args(&["--protocol", "http/json"]))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("--protocol \"http/json\": expected grpc or http/protobuf")
         );
     }
 
