@@ -146,6 +146,8 @@ enum Protocol {
 }
 
 impl Protocol {
+    const ALL: [Self; 2] = [Self::Grpc, Self::HttpProtobuf];
+
     fn flag(self) -> &'static str {
         match self {
             Self::Grpc => "grpc",
@@ -502,11 +504,10 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             .next()
             .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
         if flag == "--protocol" {
-            options.protocol = match value.as_str() {
-                "grpc" => Protocol::Grpc,
-                "http/protobuf" => Protocol::HttpProtobuf,
-                _ => bail!("--protocol {value:?}: expected grpc or http/protobuf"),
-            };
+            options.protocol = Protocol::ALL
+                .into_iter()
+                .find(|protocol| protocol.flag() == value)
+                .with_context(|| format!("--protocol {value:?}: expected grpc or http/protobuf"))?;
             continue;
         }
         let number: u64 = value
@@ -924,15 +925,12 @@ impl Sink {
         stdout
             .read_line(&mut line)
             .context("cannot read otlp-sink's address line")?;
-        let Some(grpc_endpoint) = json_string(&line, "grpc") else {
+        let (Some(grpc_endpoint), Some(http_endpoint)) =
+            (json_string(&line, "grpc"), json_string(&line, "http"))
+        else {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("otlp-sink printed no gRPC endpoint: {line:?}");
-        };
-        let Some(http_endpoint) = json_string(&line, "http") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("otlp-sink printed no HTTP endpoint: {line:?}");
+            bail!("otlp-sink printed no gRPC and HTTP endpoints: {line:?}");
         };
         Ok(Self {
             child,
