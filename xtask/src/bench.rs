@@ -46,6 +46,13 @@
 //! - the part of it spent by background threads (every thread but the main one and the
 //!   runtime's `tokio-rt-worker`s: the exporter, the metrics sampler) is reported apart,
 //!   so the report shows how much of what (c) adds lies on the request path;
+//! - with ~1 ms of work, `bench-server` also reads its thread's CPU clock around the work
+//!   loop and writes the nanoseconds into each response, and `bench-load` sums them, so
+//!   the report splits each mode's CPU into the loop and everything outside it; c − a
+//!   outside the loop, over (a)'s CPU per request, is the work-corrected overhead: the
+//!   same quantity as c/a − 1 when the layer does not slow the loop (the report prints the
+//!   loop's time per mode to show it does not), without the loop's own drift from chunk
+//!   to chunk, which is most of a chunk's CPU and most of its noise;
 //! - `VmRSS` is read after the measured requests; then the servers get SIGTERM and must
 //!   exit 0 (they flush their telemetry first) within a few seconds, and the sinks report
 //!   how many spans arrived.
@@ -237,11 +244,21 @@ struct Sample {
     stderr_bytes: u64,
     /// CPU µs per request of each chunk, in the order the chunks were sent.
     chunk_cpu_us: Vec<f64>,
+    /// The part of `cpu_ns` the handler spent in its work loop (its thread's CPU time
+    /// around [`bench::burn`], as `bench-server` reports it; 0 without work).
+    work_ns: u64,
+    /// CPU µs per request of each chunk outside the handler's work loop.
+    chunk_other_us: Vec<f64>,
 }
 
 impl Sample {
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu_ns as f64 / 1_000.0 / self.requests as f64
+    }
+
+    /// CPU µs per request outside the handler's work loop.
+    fn other_us_per_request(&self) -> f64 {
+        self.cpu_ns.saturating_sub(self.work_ns) as f64 / 1_000.0 / self.requests as f64
     }
 
     fn stat_cpu_us_per_request(&self) -> f64 {
@@ -288,6 +305,9 @@ pub(crate) struct LoadResult {
     pub(crate) rps: f64,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
+    /// CPU time the server's handler spent in its work loop, summed over the responses
+    /// (`bench-server` writes it into each body; 0 without work).
+    pub(crate) work_ns: u64,
 }
 
 /// CPU time of a process, two ways.
@@ -834,6 +854,15 @@ fn run_scenario(
                 .iter()
                 .map(|c| c.cpu_ns as f64 / 1_000.0 / c.load.requests.max(1) as f64)
                 .collect(),
+            work_ns: chunks.iter().map(|c| c.load.work_ns).sum(),
+            chunk_other_us: chunks
+                .iter()
+                .map(|c| {
+                    c.cpu_ns.saturating_sub(c.load.work_ns) as f64
+                        / 1_000.0
+                        / c.load.requests.max(1) as f64
+                })
+                .collect(),
         });
     }
     Ok(samples)
@@ -901,6 +930,7 @@ pub(crate) fn run_load(
         rps: field("rps")?,
         p50_us: field("p50_us")?,
         p99_us: field("p99_us")?,
+        work_ns: field("work_ns")? as u64,
     })
 }
 
@@ -1291,6 +1321,25 @@ struct Ratios {
     /// Percentage of expected spans that never reached the receiver.
     b_lost_percent: f64,
     c_lost_percent: f64,
+    /// With work: CPU µs per request in the handler's work loop, and outside it, of
+    /// (a), (b), (c), pooled over rounds.
+    work_us: [f64; 3],
+    other_us: [f64; 3],
+    /// With work: c − a outside the work loop, µs per request, per round (paired), its
+    /// median, and its quartiles over chunks paired by round and position.
+    c_minus_a_other_rounds: Vec<f64>,
+    c_minus_a_other: f64,
+    c_minus_a_other_chunk_q1: f64,
+    c_minus_a_other_chunk_q3: f64,
+}
+
+impl Ratios {
+    /// With work: what (c) adds outside the handler's work loop, as a percentage of (a)'s
+    /// CPU per request, the loop included (the work-corrected overhead: the loop's own
+    /// variation from chunk to chunk, which the layer cannot cause, is taken out).
+    fn c_other_overhead_percent(&self) -> f64 {
+        self.c_minus_a_other * 100.0 / (self.work_us[0] + self.other_us[0])
+    }
 }
 
 impl Summary {
@@ -1348,7 +1397,36 @@ impl Report<'_> {
             })
             .collect();
         let c_over_a_rounds = paired(&c, &a, ratio);
+        let pooled_us = |runs: &[&Sample], f: fn(&Sample) -> u64| {
+            let ns: u64 = runs.iter().map(|s| f(s)).sum();
+            let requests: u64 = runs.iter().map(|s| s.requests).sum();
+            ns as f64 / 1_000.0 / requests.max(1) as f64
+        };
+        let work_us = [&a, &b, &c].map(|runs| pooled_us(runs, |s| s.work_ns));
+        let other_us =
+            [&a, &b, &c].map(|runs| pooled_us(runs, |s| s.cpu_ns.saturating_sub(s.work_ns)));
+        let c_minus_a_other_rounds: Vec<f64> = c
+            .iter()
+            .zip(&a)
+            .map(|(c, a)| c.other_us_per_request() - a.other_us_per_request())
+            .collect();
+        let chunk_other_differences: Vec<f64> = c
+            .iter()
+            .zip(&a)
+            .flat_map(|(c, a)| {
+                c.chunk_other_us
+                    .iter()
+                    .zip(&a.chunk_other_us)
+                    .map(|(c, a)| c - a)
+            })
+            .collect();
         Ratios {
+            work_us,
+            other_us,
+            c_minus_a_other: median(&c_minus_a_other_rounds),
+            c_minus_a_other_rounds,
+            c_minus_a_other_chunk_q1: quantile(&chunk_other_differences, 0.25),
+            c_minus_a_other_chunk_q3: quantile(&chunk_other_differences, 0.75),
             c_over_a: median(&c_over_a_rounds),
             b_over_a: median(&paired(&b, &a, ratio)),
             c_over_b: median(&paired(&c, &b, ratio)),
@@ -1483,6 +1561,28 @@ impl Report<'_> {
                 ratios.c_over_a_chunk_q1,
                 ratios.c_over_a_chunk_q3,
             );
+            if scenario.work == Work::OneMs {
+                let overhead = ratios.c_other_overhead_percent();
+                let _ = writeln!(
+                    out,
+                    "{:<13}   work-corrected (CPU minus the handler loop's own thread CPU time): loop a {:.2}, b {:.2}, \
+                     c {:.2} µs/req; outside it a {:.2}, b {:.2}, c {:.2} µs/req; c − a outside it {:+.2} µs/req → \
+                     overhead {overhead:+.3} % (target < {TARGET_WORK_OVERHEAD_PERCENT} %: {}); per round: {} µs; \
+                     per chunk (paired) quartiles {:+.2} to {:+.2} µs",
+                    "",
+                    ratios.work_us[0],
+                    ratios.work_us[1],
+                    ratios.work_us[2],
+                    ratios.other_us[0],
+                    ratios.other_us[1],
+                    ratios.other_us[2],
+                    ratios.c_minus_a_other,
+                    verdict(overhead < TARGET_WORK_OVERHEAD_PERCENT),
+                    number_list(&ratios.c_minus_a_other_rounds, 2),
+                    ratios.c_minus_a_other_chunk_q1,
+                    ratios.c_minus_a_other_chunk_q3,
+                );
+            }
             let (request_threads, background) = self.added_by_thread_kind(Mode::C, scenario);
             let _ = writeln!(
                 out,
@@ -1668,7 +1768,9 @@ impl Report<'_> {
                  \"c_minus_a_us\": {:.3}, \"b_minus_a_us\": {:.3}, \"c_overhead_percent\": {:.3}, \
                  \"b_overhead_percent\": {:.3}, \"c_spans_lost_percent\": {:.3}, \"b_spans_lost_percent\": {:.3}, \
                  \"rss_c_minus_a_mb\": {:.2}, \"rss_b_minus_a_mb\": {:.2}, \"c_over_a_rounds\": [{}], \
-                 \"c_over_a_pooled\": {:.5}, \"c_over_a_chunk_q1\": {:.5}, \"c_over_a_chunk_q3\": {:.5}}}",
+                 \"c_over_a_pooled\": {:.5}, \"c_over_a_chunk_q1\": {:.5}, \"c_over_a_chunk_q3\": {:.5}, \
+                 \"work_us\": [{}], \"other_us\": [{}], \"c_minus_a_other_us\": {:.3}, \
+                 \"c_minus_a_other_rounds_us\": [{}], \"c_other_overhead_percent\": {}}}",
                 scenario.label(),
                 r.c_over_a,
                 r.b_over_a,
@@ -1685,6 +1787,15 @@ impl Report<'_> {
                 r.c_over_a_pooled,
                 r.c_over_a_chunk_q1,
                 r.c_over_a_chunk_q3,
+                number_list(&r.work_us, 3),
+                number_list(&r.other_us, 3),
+                r.c_minus_a_other,
+                number_list(&r.c_minus_a_other_rounds, 3),
+                if scenario.work == Work::OneMs {
+                    format!("{:.4}", r.c_other_overhead_percent())
+                } else {
+                    "null".to_owned()
+                },
             );
             out.push_str(if index + 1 < scenarios.len() {
                 ",\n"
@@ -1700,7 +1811,8 @@ impl Report<'_> {
                  \"load_seconds\": {:.4}, \"rps\": {:.1}, \"p50_us\": {:.0}, \"p99_us\": {:.0}, \"cpu_ns\": {}, \
                  \"background_cpu_ns\": {}, \"stat_cpu_ns\": {}, \"cpu_us_per_request\": {:.3}, \"rss_kb\": {}, \"threads\": {}, \"spans\": {}, \
                  \"expected_spans\": {}, \"metrics_bytes\": {}, \"exit_code\": {}, \"exit_seconds\": {:.3}, \
-                 \"exit_timed_out\": {}, \"stderr_bytes\": {}, \"chunk_cpu_us\": [{}]}}",
+                 \"exit_timed_out\": {}, \"stderr_bytes\": {}, \"chunk_cpu_us\": [{}], \"work_ns\": {}, \
+                 \"chunk_other_us\": [{}]}}",
                 s.round,
                 s.scenario.label(),
                 s.mode.flag(),
@@ -1727,6 +1839,8 @@ impl Report<'_> {
                 s.exit.timed_out,
                 s.stderr_bytes,
                 number_list(&s.chunk_cpu_us, 3),
+                s.work_ns,
+                number_list(&s.chunk_other_us, 3),
             );
             out.push_str(if index + 1 < self.samples.len() {
                 ",\n"

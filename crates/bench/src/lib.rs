@@ -27,6 +27,17 @@ pub fn burn(iterations: u64) -> u64 {
     state
 }
 
+/// Nanoseconds the calling thread has been on CPU (`CLOCK_THREAD_CPUTIME_ID`).
+///
+/// `bench-server` reads it around [`burn`], so the benchmark can tell the handler's work
+/// from everything else a server spends per request.
+pub fn thread_cpu_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    seconds.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
 /// How many [`burn`] iterations take `target` on this machine, from the fastest of
 /// several timed runs (the fastest is the one least disturbed by other processes).
 pub fn calibrate(target: Duration) -> u64 {

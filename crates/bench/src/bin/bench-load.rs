@@ -14,8 +14,10 @@
 //! client would send. Every response is checked (status 200, body read to the end);
 //! anything else counts as an error, and a failed connection is re-opened.
 //! Prints one JSON line:
-//! `{"requests":..,"errors":..,"seconds":..,"rps":..,"p50_us":..,"p99_us":..}` where
-//! `rps` counts successful responses only.
+//! `{"requests":..,"errors":..,"seconds":..,"rps":..,"p50_us":..,"p99_us":..,"work_ns":..}`
+//! where `rps` counts successful responses only and `work_ns` sums the `"work_ns"` numbers
+//! of the response bodies (the CPU time `bench-server` spent in its handler's work loop;
+//! 0 when bodies carry none).
 
 // Stdout is this binary's interface: the result line is what the benchmark harness parses.
 #![allow(clippy::print_stdout)]
@@ -62,6 +64,8 @@ struct Counters {
     next: AtomicU64,
     ok: AtomicU64,
     errors: AtomicU64,
+    /// Sum of the successful responses' `"work_ns"` body fields.
+    work_ns: AtomicU64,
 }
 
 /// What one connection's request loop needs.
@@ -145,9 +149,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let ok = counters.ok.load(Ordering::Relaxed);
     let errors = counters.errors.load(Ordering::Relaxed);
+    let work_ns = counters.work_ns.load(Ordering::Relaxed);
     latencies.sort_unstable();
     println!(
-        "{{\"requests\":{},\"errors\":{errors},\"seconds\":{seconds:.6},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{}}}",
+        "{{\"requests\":{},\"errors\":{errors},\"seconds\":{seconds:.6},\"rps\":{:.1},\"p50_us\":{},\"p99_us\":{},\"work_ns\":{work_ns}}}",
         ok + errors,
         ok as f64 / seconds,
         percentile(&latencies, 0.50),
@@ -193,8 +198,11 @@ async fn connection(
         };
         let start = Instant::now();
         match request(connected, &target, number).await {
-            Ok((StatusCode::OK, body_len)) if body_len > 0 => {
+            Ok((StatusCode::OK, body)) if !body.is_empty() => {
                 counters.ok.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .work_ns
+                    .fetch_add(work_ns(&body), Ordering::Relaxed);
                 let micros = start.elapsed().as_micros();
                 latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
             }
@@ -220,12 +228,12 @@ async fn connect(address: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-/// Sends one request, reads the whole body, and returns the status and the body's length.
+/// Sends one request, reads the whole body, and returns the status and the body.
 async fn request(
     sender: &mut SendRequest<Full<Bytes>>,
     target: &Target,
     number: u64,
-) -> anyhow::Result<(StatusCode, usize)> {
+) -> anyhow::Result<(StatusCode, Bytes)> {
     sender.ready().await?;
     let builder = if target.bodies.is_empty() {
         Request::get(format!("{}{}", target.path_prefix, number % 10_000))
@@ -250,7 +258,22 @@ async fn request(
     let response = sender.send_request(request).await?;
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body.len()))
+    Ok((status, body))
+}
+
+/// The number after the first `"work_ns":` in `body`, or 0 when there is none.
+fn work_ns(body: &[u8]) -> u64 {
+    const KEY: &[u8] = b"\"work_ns\":";
+    let Some(at) = body.windows(KEY.len()).position(|window| window == KEY) else {
+        return 0;
+    };
+    body[at + KEY.len()..]
+        .iter()
+        .take_while(|byte| byte.is_ascii_digit())
+        .fold(0u64, |sum, byte| {
+            sum.saturating_mul(10)
+                .saturating_add(u64::from(byte - b'0'))
+        })
 }
 
 /// The lines of `path` that are not empty, as bodies sharing one buffer.
@@ -354,4 +377,20 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         bodies,
         traceparent,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::work_ns;
+
+    #[test]
+    fn work_ns_reads_the_bodys_field_and_is_zero_without_one() {
+        assert_eq!(
+            work_ns(br#"{"id":7,"name":"item-7","work":123,"work_ns":1048576}"#),
+            1_048_576
+        );
+        assert_eq!(work_ns(br#"{"id":7,"work_ns":0}"#), 0);
+        assert_eq!(work_ns(br#"{"id":7,"name":"item-7"}"#), 0);
+        assert_eq!(work_ns(b"not json"), 0);
+    }
 }

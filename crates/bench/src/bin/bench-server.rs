@@ -73,6 +73,9 @@ struct Item {
     id: u64,
     name: String,
     work: u64,
+    /// CPU time of this thread in [`bench::burn`], ns (0 without work): `bench-load` sums
+    /// it, so the benchmark can subtract the handler's own work from the server's CPU.
+    work_ns: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,15 +97,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let items = Router::new().route(
         "/items/{id}",
         get(move |Path(id): Path<u64>| async move {
-            let work = if iterations == 0 {
-                0
+            let (work, work_ns) = if iterations == 0 {
+                (0, 0)
             } else {
-                bench::burn(std::hint::black_box(iterations))
+                let start = bench::thread_cpu_ns();
+                let work = bench::burn(std::hint::black_box(iterations));
+                (work, bench::thread_cpu_ns().saturating_sub(start))
             };
             Json(Item {
                 id,
                 name: format!("item-{id}"),
                 work,
+                work_ns,
             })
         }),
     );
