@@ -1422,53 +1422,40 @@ impl Report<'_> {
 
     fn ratios(&self, scenario: Scenario) -> Ratios {
         let [a, b, c] = Mode::ALL.map(|mode| self.runs(mode, scenario));
-        let paired = |x: &[&Sample], y: &[&Sample], f: fn(f64, f64) -> f64| -> Vec<f64> {
+        // One value per round (or per chunk, paired by round and position) from x and y.
+        let per_round =
+            |x: &[&Sample], y: &[&Sample], metric: fn(&Sample) -> f64, f: fn(f64, f64) -> f64| {
+                x.iter()
+                    .zip(y)
+                    .map(|(x, y)| f(metric(x), metric(y)))
+                    .collect::<Vec<f64>>()
+            };
+        let per_chunk = |x: &[&Sample],
+                         y: &[&Sample],
+                         chunks: fn(&Sample) -> &[f64],
+                         f: fn(f64, f64) -> f64| {
             x.iter()
                 .zip(y)
-                .map(|(x, y)| f(x.cpu_us_per_request(), y.cpu_us_per_request()))
-                .collect()
+                .flat_map(|(x, y)| chunks(x).iter().zip(chunks(y)).map(|(x, y)| f(*x, *y)))
+                .collect::<Vec<f64>>()
         };
         let ratio = |x: f64, y: f64| x / y;
         let minus = |x: f64, y: f64| x - y;
-        let pooled = |runs: &[&Sample]| {
-            let cpu_ns: u64 = runs.iter().map(|s| s.cpu_ns).sum();
-            let requests: u64 = runs.iter().map(|s| s.requests).sum();
-            cpu_ns as f64 / requests.max(1) as f64
-        };
-        let chunk_ratios: Vec<f64> = c
-            .iter()
-            .zip(&a)
-            .flat_map(|(c, a)| {
-                c.chunk_cpu_us
-                    .iter()
-                    .zip(&a.chunk_cpu_us)
-                    .map(|(c, a)| c / a)
-            })
-            .collect();
-        let c_over_a_rounds = paired(&c, &a, ratio);
-        let pooled_us = |runs: &[&Sample], f: fn(&Sample) -> u64| {
-            let ns: u64 = runs.iter().map(|s| f(s)).sum();
+        let cpu = Sample::cpu_us_per_request;
+        let other = Sample::other_us_per_request;
+        // µs per request over all rounds' nanoseconds and requests.
+        let pooled_us = |runs: &[&Sample], ns: fn(&Sample) -> u64| {
+            let ns: u64 = runs.iter().map(|s| ns(s)).sum();
             let requests: u64 = runs.iter().map(|s| s.requests).sum();
             ns as f64 / 1_000.0 / requests.max(1) as f64
         };
+        let chunk_ratios = per_chunk(&c, &a, |s| &s.chunk_cpu_us, ratio);
+        let c_over_a_rounds = per_round(&c, &a, cpu, ratio);
         let work_us = [&a, &b, &c].map(|runs| pooled_us(runs, |s| s.work_ns));
         let other_us =
             [&a, &b, &c].map(|runs| pooled_us(runs, |s| s.cpu_ns.saturating_sub(s.work_ns)));
-        let c_minus_a_other_rounds: Vec<f64> = c
-            .iter()
-            .zip(&a)
-            .map(|(c, a)| c.other_us_per_request() - a.other_us_per_request())
-            .collect();
-        let chunk_other_differences: Vec<f64> = c
-            .iter()
-            .zip(&a)
-            .flat_map(|(c, a)| {
-                c.chunk_other_us
-                    .iter()
-                    .zip(&a.chunk_other_us)
-                    .map(|(c, a)| c - a)
-            })
-            .collect();
+        let c_minus_a_other_rounds = per_round(&c, &a, other, minus);
+        let chunk_other_differences = per_chunk(&c, &a, |s| &s.chunk_other_us, minus);
         Ratios {
             work_us,
             other_us,
@@ -1477,11 +1464,11 @@ impl Report<'_> {
             c_minus_a_other_chunk_q1: quantile(&chunk_other_differences, 0.25),
             c_minus_a_other_chunk_q3: quantile(&chunk_other_differences, 0.75),
             c_over_a: median(&c_over_a_rounds),
-            b_over_a: median(&paired(&b, &a, ratio)),
-            c_over_b: median(&paired(&c, &b, ratio)),
-            b_minus_a: median(&paired(&b, &a, minus)),
-            c_minus_a: median(&paired(&c, &a, minus)),
-            c_over_a_pooled: pooled(&c) / pooled(&a),
+            b_over_a: median(&per_round(&b, &a, cpu, ratio)),
+            c_over_b: median(&per_round(&c, &b, cpu, ratio)),
+            b_minus_a: median(&per_round(&b, &a, cpu, minus)),
+            c_minus_a: median(&per_round(&c, &a, cpu, minus)),
+            c_over_a_pooled: pooled_us(&c, |s| s.cpu_ns) / pooled_us(&a, |s| s.cpu_ns),
             c_over_a_rounds,
             c_over_a_chunk_q1: quantile(&chunk_ratios, 0.25),
             c_over_a_chunk_q3: quantile(&chunk_ratios, 0.75),
